@@ -1,0 +1,116 @@
+#include "mindiesd/core/allocator.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "mindiesd/core/error.h"
+
+namespace mindiesd {
+
+namespace {
+constexpr size_t kSmallGranule = 512;
+constexpr size_t kLargeGranule = size_t{2} << 20;
+constexpr size_t kLargeThreshold = size_t{1} << 20;
+}  // namespace
+
+size_t CachingAllocator::round_size(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  const size_t g = bytes < kLargeThreshold ? kSmallGranule : kLargeGranule;
+  return (bytes + g - 1) / g * g;
+}
+
+CachingAllocator::CachingAllocator(std::string name, RawAlloc raw_alloc, RawFree raw_free)
+    : name_(std::move(name)), raw_alloc_(std::move(raw_alloc)), raw_free_(std::move(raw_free)) {}
+
+CachingAllocator::~CachingAllocator() {
+  std::lock_guard<std::mutex> lock(mu_);
+  release_cached_locked();
+  // Live blocks at exit belong to tensors that outlive the allocator (static objects in
+  // tests); leaking them is safer than freeing memory that is still referenced.
+}
+
+void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
+  MINDIESD_CHECK(bytes <= (size_t{1} << 47), OutOfMemory, name_, ": absurd allocation of ",
+                 bytes, " bytes");
+  const size_t size = round_size(bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.num_allocs;
+  // Reuse the smallest cached block on this stream that fits without wasting more than 1/8.
+  auto it = cached_.lower_bound({stream, size});
+  if (it != cached_.end() && it->first.first == stream && it->first.second <= size + size / 8) {
+    void* p = it->second;
+    const size_t got = it->first.second;
+    cached_.erase(it);
+    live_[p] = Block{got, stream};
+    ++stats_.num_cache_hits;
+    stats_.allocated_bytes += static_cast<int64_t>(got);
+    stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+    return p;
+  }
+  auto over_limit = [&] {
+    return limit_ > 0 && stats_.reserved_bytes + static_cast<int64_t>(size) > limit_;
+  };
+  if (over_limit()) release_cached_locked();
+  void* p = over_limit() ? nullptr : raw_alloc_(size);
+  if (p == nullptr && !cached_.empty()) {
+    release_cached_locked();
+    p = over_limit() ? nullptr : raw_alloc_(size);
+  }
+  MINDIESD_CHECK(p != nullptr, OutOfMemory, name_, ": cannot allocate ", bytes, " bytes (",
+                 stats_.allocated_bytes, " bytes in use, limit ",
+                 limit_ > 0 ? std::to_string(limit_) : std::string("none"), ")");
+  live_[p] = Block{size, stream};
+  stats_.reserved_bytes += static_cast<int64_t>(size);
+  stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
+  stats_.allocated_bytes += static_cast<int64_t>(size);
+  stats_.peak_allocated_bytes = std::max(stats_.peak_allocated_bytes, stats_.allocated_bytes);
+  return p;
+}
+
+void CachingAllocator::deallocate(void* ptr) {
+  if (ptr == nullptr) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(ptr);
+  MINDIESD_ASSERT(it != live_.end(), name_, ": freeing a pointer it did not allocate");
+  const Block b = it->second;
+  live_.erase(it);
+  stats_.allocated_bytes -= static_cast<int64_t>(b.size);
+  cached_.emplace(std::make_pair(b.stream, b.size), ptr);
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.peak_allocated_bytes = stats_.allocated_bytes;
+  stats_.peak_reserved_bytes = stats_.reserved_bytes;
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard<std::mutex> lock(mu_);
+  release_cached_locked();
+}
+
+void CachingAllocator::set_limit(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_ = bytes;
+}
+
+void CachingAllocator::release_cached_locked() {
+  for (auto& [key, p] : cached_) {
+    raw_free_(p);
+    stats_.reserved_bytes -= static_cast<int64_t>(key.second);
+  }
+  cached_.clear();
+}
+
+CachingAllocator& cpu_allocator() {
+  static CachingAllocator alloc(
+      "cpu", [](size_t n) { return std::aligned_alloc(64, n); }, [](void* p) { std::free(p); });
+  return alloc;
+}
+
+}  // namespace mindiesd

@@ -1,0 +1,20 @@
+// The CPU kernel families; each file registers its kernels with the registry.
+#pragma once
+
+#include "mindiesd/core/op.h"
+
+#define MINDIESD_CPU_KERNEL_FAMILIES(X) \
+  X(copy)                               \
+  X(elementwise)                        \
+  X(reduce)                             \
+  X(matmul)                             \
+  X(layout)                             \
+  X(conv)                               \
+  X(interpolate)                        \
+  X(random)
+
+namespace mindiesd::cpu {
+#define MINDIESD_DECLARE_FAMILY(name) void register_##name##_kernels(KernelRegistry& r);
+MINDIESD_CPU_KERNEL_FAMILIES(MINDIESD_DECLARE_FAMILY)
+#undef MINDIESD_DECLARE_FAMILY
+}  // namespace mindiesd::cpu

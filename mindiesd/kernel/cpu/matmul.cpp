@@ -1,0 +1,73 @@
+// Batched matrix multiply through oneDNN's matmul primitive (f32 accumulation; bf16 runs on
+// the AVX-512 BF16 / AMX paths where the CPU has them). Strided operands are described to
+// oneDNN as they are, so transposed views (x @ W^T in linear layers) need no copy.
+// oneDNN's primitive cache makes re-creating the primitive for a seen shape cheap.
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/core/op_params.h"
+#include "mindiesd/kernel/cpu/dnnl_util.h"
+#include "mindiesd/kernel/cpu/kernels.h"
+
+namespace mindiesd::cpu {
+
+namespace {
+
+// oneDNN needs one of the two matrix dims to be unit-stride; anything else is copied.
+Tensor matrix_operand(const Tensor& t) {
+  const int n = t.dim();
+  if (t.stride(n - 1) == 1 || t.stride(n - 2) == 1) return t;
+  return t.contiguous();
+}
+
+void matmul_kernel(const OpCall& c) {
+  const float alpha = c.params ? c.p<MatmulParams>().alpha : 1.0f;
+  Tensor a = c.inputs[0], b = c.inputs[1];
+  const Tensor bias = c.inputs.size() > 2 ? c.inputs[2] : Tensor();
+  const Tensor& out = c.outputs[0];
+  // oneDNN on this class of CPU has no f16 matmul; compute f16 through f32.
+  const DType compute = a.dtype() == DType::bf16 && b.dtype() == DType::bf16 ? DType::bf16 : DType::f32;
+  a = matrix_operand(a.to(compute));
+  b = matrix_operand(b.to(compute));
+  Tensor dst = out;
+  const bool dst_direct = (out.dtype() == DType::f32 || out.dtype() == compute) &&
+                          (out.stride(-1) == 1 || out.stride(-2) == 1);
+  if (!dst_direct) dst = Tensor::empty(out.shape(), DType::f32);
+
+  const dnnl::engine& eng = dnnl_engine();
+  dnnl::memory::desc a_md = dnnl_desc(a), b_md = dnnl_desc(b), d_md = dnnl_desc(dst);
+  dnnl::primitive_attr attr;
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  dnnl::matmul::primitive_desc pd;
+  dnnl::memory::desc bias_md;
+  Tensor bias_c;
+  if (bias.defined()) {
+    bias_c = bias.to(DType::f32).contiguous();
+    dnnl::memory::dims bd(out.dim(), 1);
+    bd.back() = bias_c.numel();
+    dnnl::memory::dims bst(out.dim(), 0);
+    bst.back() = 1;
+    for (int i = out.dim() - 2; i >= 0; --i) bst[i] = bd[i + 1] * bst[i + 1];
+    bias_md = dnnl::memory::desc(bd, dnnl::memory::data_type::f32, bst);
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, bias_md, d_md), attr, eng);
+  } else {
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, d_md), attr, eng);
+  }
+  dnnl::stream s(eng);
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory(a_md, eng, a.data_ptr())},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, eng, b.data_ptr())},
+      {DNNL_ARG_DST, dnnl::memory(d_md, eng, dst.data_ptr())}};
+  if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(bias_md, eng, bias_c.data_ptr()));
+  dnnl::matmul(pd).execute(s, args);
+  s.wait();
+  if (!dst_direct) out.copy_(dst);
+}
+
+}  // namespace
+
+void register_matmul_kernels(KernelRegistry& r) {
+  r.add(OpId::matmul, DeviceType::CPU, {kFloatTypes}, kFloatTypes, matmul_kernel);
+}
+
+}  // namespace mindiesd::cpu

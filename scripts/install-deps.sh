@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian package that mindiesd's build, tests and fuzzers need.
+# Run as root (or with sudo). Idempotent.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+PKGS=(
+  build-essential cmake ninja-build pkg-config git
+  libdnnl-dev            # oneDNN: GEMM and convolution on CPU
+  nlohmann-json3-dev     # config.json / safetensors headers
+  libpng-dev zlib1g-dev  # PNG in and out
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
+  python3
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all ${#PKGS[@]} packages present"

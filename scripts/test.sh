@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Builds and runs every test: the CPU suite (unit, differential harness, diffusers parity),
+# the same suite under ASan + UBSan, a compile-and-link of the CUDA backend (sm_80, sm_89,
+# sm_90a; its tests run too when a GPU is visible), and the bounded libFuzzer runs.
+#   scripts/test.sh            everything (what CI runs)
+#   FAST=1 scripts/test.sh     CPU suite only
+#   FUZZ_SECONDS=N             seconds per fuzz target (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-2}
+
+bash scripts/install-deps.sh
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "cpu build"
+cmake --preset cpu >/dev/null
+cmake --build --preset cpu -j "$JOBS"
+step "cpu tests"
+ctest --preset cpu -j "$JOBS"
+
+if [ "${FAST:-0}" = 1 ]; then exit 0; fi
+
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  step "cuda build (compile + link)"
+  cmake --preset cuda >/dev/null
+  cmake --build --preset cuda -j "$JOBS"
+  step "cuda tests (CPU results where no GPU is visible)"
+  ctest --preset cuda -j "$JOBS"
+else
+  echo "nvcc not found: skipping the cuda preset"
+fi
+
+step "asan + ubsan build and tests"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=0 ctest --preset asan -j "$JOBS"
+
+if [ -x scripts/fuzz.sh ]; then
+  step "fuzzing"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+fi
