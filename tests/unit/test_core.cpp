@@ -84,6 +84,22 @@ TEST(Tensor, CopyConvertsAndBroadcasts) {
   EXPECT_EQ(v, (std::vector<float>{0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0}));
 }
 
+TEST(Tensor, SplitAndChunkAreViews) {
+  const Tensor t = iota({2, 7});
+  const int64_t sizes[] = {3, 4};
+  const std::vector<Tensor> parts = ops::split(t, sizes, 1);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_TRUE(parts[1].shares_storage(t));
+  EXPECT_EQ(parts[1].shape(), (Shape{2, 4}));
+  EXPECT_EQ(parts[1].to_vector()[0], 3.0f);
+  const std::vector<Tensor> chunks = ops::chunk(t, 3, 1);  // 3 + 3 + 1, as torch.chunk
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[2].shape(), (Shape{2, 1}));
+  EXPECT_EQ(chunks[2].to_vector(), (std::vector<float>{6, 13}));
+  const int64_t bad[] = {3, 3};
+  EXPECT_THROW((void)ops::split(t, bad, 1), Error);
+}
+
 TEST(Tensor, PackedInt4RoundTrips) {
   const std::vector<float> vals{-8, -3, 0, 7, 2.5f, -2.5f, 9, -9};
   const Tensor q = Tensor::from_vector(vals, {8}, DType::i4);

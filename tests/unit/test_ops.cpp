@@ -548,10 +548,50 @@ std::vector<Case> random_cases() {
   return cs;
 }
 
+// Degenerate extents: size-1 dims everywhere, length-1 reductions and softmax, 1x1x1 GEMM.
+std::vector<Case> unit_extent_cases() {
+  std::vector<Case> cs;
+  Case u;
+  u.name = "unit_silu_1x1x1";
+  u.inputs = {Input{{1, 1, 1}, DType::bf16}};
+  u.run = [](const std::vector<Tensor>& x) { return ops::silu(x[0]); };
+  u.reference = [](const std::vector<Array>& x) { return ref::unary(x[0], UnaryKind::silu); };
+  u.tol_dtype = DType::bf16;
+  u.cls = OpClass::transcendental;
+  cs.push_back(u);
+  Case r;
+  r.name = "unit_var_over_size1_dim_is_nan";
+  r.inputs = {Input{{7, 1}, DType::f32}};
+  r.run = [](const std::vector<Tensor>& x) { return ops::var(x[0], {1}, 1, true); };
+  r.reference = [](const std::vector<Array>& x) { return ref::reduce(x[0], 2u, ReduceKind::var); };
+  r.cls = OpClass::reduction;
+  cs.push_back(r);
+  Case sm;
+  sm.name = "unit_softmax_length1";
+  sm.inputs = {Input{{5, 1}, DType::f32}};
+  sm.run = [](const std::vector<Tensor>& x) { return ops::softmax(x[0], 1); };
+  sm.reference = [](const std::vector<Array>& x) { return ref::softmax(x[0], 1); };
+  sm.cls = OpClass::transcendental;
+  cs.push_back(sm);
+  Case m;
+  m.name = "unit_matmul_1x1x1_vector";
+  m.inputs = {Input{{1}, DType::f32}, Input{{1, 1}, DType::f32}};
+  m.run = [](const std::vector<Tensor>& x) { return ops::matmul(x[0], x[1]).view({1, 1}); };
+  m.reference = [](const std::vector<Array>& x) {
+    Array a = x[0];
+    a.shape = Shape{1, 1};
+    return ref::matmul(a, x[1]);
+  };
+  m.cls = OpClass::matmul;
+  cs.push_back(m);
+  return cs;
+}
+
 std::vector<Case> all_cases() {
   std::vector<Case> all;
   for (auto gen : {unary_cases, binary_cases, ternary_cases, reduce_cases, matmul_cases,
-                   layout_cases, conv_cases, interpolate_cases, random_cases}) {
+                   layout_cases, conv_cases, interpolate_cases, random_cases,
+                   unit_extent_cases}) {
     for (Case& c : gen()) all.push_back(std::move(c));
   }
   return all;
