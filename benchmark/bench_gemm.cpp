@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -41,21 +42,24 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Reads {"shape": "MxNxK", "dtype": "...", "seconds": s} lines printed by torch_gemm.py.
+// Reads the JSON lines ({"m":..., "n":..., "k":..., "dtype":..., "seconds":...}) that
+// torch_gemm.py prints.
 std::map<std::string, double> run_peer(const std::string& python, const std::string& shapes, int reps) {
   std::map<std::string, double> result;
-  const std::string cmd = python + " " MINDIESD_SOURCE_DIR "/benchmark/torch_gemm.py --shapes " + shapes +
-                          " --dtypes f32,bf16 --reps " + std::to_string(reps) +
+  std::string shape_args = shapes;
+  std::replace(shape_args.begin(), shape_args.end(), ',', ' ');
+  const std::string cmd = python + " " MINDIESD_SOURCE_DIR "/benchmark/torch_gemm.py --shapes " + shape_args +
+                          " --dtypes f32 bf16 --warmup 1 --repeats " + std::to_string(reps) +
                           " --threads " + std::to_string(mindiesd::num_threads()) + " 2>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return result;
   char line[512];
   while (std::fgets(line, sizeof line, p)) {
-    char shape[64], dtype[16];
-    double secs = 0;
-    if (std::sscanf(line, "{\"shape\": \"%63[^\"]\", \"dtype\": \"%15[^\"]\", \"seconds\": %lf", shape,
-                    dtype, &secs) == 3)
-      result[std::string(shape) + "/" + dtype] = secs;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("seconds")) continue;
+    result[std::to_string(j.value("m", 0L)) + "x" + std::to_string(j.value("n", 0L)) + "x" +
+           std::to_string(j.value("k", 0L)) + "/" + j.value("dtype", std::string())] =
+        j["seconds"].get<double>();
   }
   pclose(p);
   return result;

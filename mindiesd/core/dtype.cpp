@@ -136,12 +136,13 @@ void f16_to_f32_bulk(const uint16_t* src, float* dst, int64_t n) {
 }  // namespace
 
 void convert(const void* src, DType st, void* dst, DType dt, int64_t n) {
+  // Checked before the memcpy shortcut: an odd i4 count would overwrite a neighbour nibble.
+  MINDIESD_CHECK((st != DType::i4 && dt != DType::i4) || n % 2 == 0, InvalidArgument,
+                 "convert: i4 conversions need an even element count, got ", n);
   if (st == dt) {
     std::memcpy(dst, src, static_cast<size_t>(dtype_bytes(st, n)));
     return;
   }
-  MINDIESD_CHECK((st != DType::i4 && dt != DType::i4) || n % 2 == 0, InvalidArgument,
-                 "convert: i4 conversions need an even element count, got ", n);
   // Hot pairs first; they auto-vectorise.
   if (st == DType::bf16 && dt == DType::f32) {
     const auto* s = static_cast<const uint16_t*>(src);
