@@ -34,7 +34,7 @@ fi
 step "asan + ubsan build and tests"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$JOBS"
-ASAN_OPTIONS=detect_leaks=0 ctest --preset asan -j "$JOBS"
+ctest --preset asan -j "$JOBS"
 
 if [ -x scripts/fuzz.sh ]; then
   step "fuzzing"
