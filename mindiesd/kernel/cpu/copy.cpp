@@ -1,5 +1,6 @@
 // copy (strided, broadcasting, dtype-converting) and fill.
 #include <cstring>
+#include <limits>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op_params.h"
@@ -138,7 +139,11 @@ void fill_kernel(const OpCall& c) {
   uint8_t bytes[8] = {};
   const float f = static_cast<float>(v);
   if (out.dtype() == DType::i64) {
-    const int64_t i = static_cast<int64_t>(v);
+    // Exact for integral doubles; NaN -> 0 and out-of-range values clamp, as f32_to_int.
+    const int64_t i = v != v ? 0
+                      : v >= 9.2233720368547758e18 ? std::numeric_limits<int64_t>::max()
+                      : v <= -9.2233720368547758e18 ? std::numeric_limits<int64_t>::min()
+                                                    : static_cast<int64_t>(v);
     std::memcpy(bytes, &i, 8);
   } else if (out.dtype() == DType::i4) {
     const uint8_t nib = f32_to_i4(f);

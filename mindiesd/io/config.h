@@ -1,0 +1,190 @@
+// diffusers config.json files as typed structs.
+//
+// Each struct's members are named exactly as diffusers' config fields (and so as the keys in
+// config.json), with diffusers' defaults for absent keys, so a model builder reads
+// `cfg.block_out_channels` where the Python reads `config.block_out_channels`. A ConfigReader
+// reads fields with type checks and records which keys were consumed; the keys nobody read are
+// its unknown_keys(), which callers print as warnings (a newer diffusers field we ignore is worth
+// knowing about, but is no reason to refuse a model). Keys starting with '_' (_class_name,
+// _diffusers_version, _name_or_path, ...) are metadata, never unknown.
+//
+// Errors, each naming the file and the field:
+//   Corrupt          the file is not valid JSON / has a duplicate key / is not an object
+//   InvalidArgument  a field has the wrong type ("expected integer, got string \"3\""), a
+//                    required field is missing, a value is out of range or inconsistent with
+//                    another field, or _class_name names another class
+//   NotFound / Io    the file is missing / unreadable
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mindiesd::io {
+
+class ConfigReader {
+ public:
+  // `source` names the config (normally its path) in error messages. Corrupt unless `json` is
+  // an object.
+  ConfigReader(nlohmann::json json, std::string source);
+  static ConfigReader from_file(const std::filesystem::path& path);
+  static ConfigReader from_string(std::string_view text, std::string source);
+
+  const std::string& source() const { return source_; }
+  const nlohmann::json& json() const { return json_; }
+
+  // Present (a null value counts as present).
+  bool has(std::string_view key) const;
+
+  // Supported T: bool, int, int64_t, double, std::string, and std::vector of int, int64_t,
+  // double, std::string. Integers must be JSON integers (3.0 is not an int); doubles accept
+  // integers. Every read marks the key as consumed.
+  //
+  // The field must be present and non-null.
+  template <typename T>
+  T required(std::string_view key);
+  // `fallback` when absent; a null value is an error (the field is not nullable).
+  template <typename T>
+  T optional(std::string_view key, T fallback);
+  // For nullable fields (Optional[...] in diffusers): `fallback` when absent, nullopt when null.
+  template <typename T>
+  std::optional<T> nullable(std::string_view key, std::optional<T> fallback = std::nullopt);
+
+  // Marks a key as consumed without reading it (a field that is known but not used).
+  void mark_used(std::string_view key);
+  // Keys not consumed so far, excluding metadata keys; sorted.
+  std::vector<std::string> unknown_keys() const;
+  // The keys that start with '_'; sorted.
+  std::vector<std::string> metadata_keys() const;
+
+  // "_class_name", or "" when absent (or not a string).
+  std::string class_name() const;
+  // InvalidArgument when _class_name is present and is not `expected` (a config for another
+  // model would otherwise fail later with a confusing field error).
+  void expect_class(std::string_view expected) const;
+
+  // Throws InvalidArgument "<source>: field '<key>': <message>".
+  [[noreturn]] void fail(std::string_view key, std::string_view message) const;
+  void check(bool cond, std::string_view key, std::string_view message) const {
+    if (!cond) fail(key, message);
+  }
+
+ private:
+  template <typename T>
+  T convert(std::string_view key, const nlohmann::json& value) const;
+
+  nlohmann::json json_;
+  std::string source_;
+  std::vector<std::string> consumed_;  // sorted
+};
+
+// ---- models -----------------------------------------------------------------------------
+
+// diffusers.AutoencoderKL (SD 1.x/2.x/XL, SD3, Flux VAEs).
+struct AutoencoderKLConfig {
+  static constexpr const char* kClassName = "AutoencoderKL";
+
+  int64_t in_channels = 3;
+  int64_t out_channels = 3;
+  std::vector<std::string> down_block_types = {"DownEncoderBlock2D"};
+  std::vector<std::string> up_block_types = {"UpDecoderBlock2D"};
+  std::vector<int64_t> block_out_channels = {64};
+  int64_t layers_per_block = 1;
+  std::string act_fn = "silu";
+  int64_t latent_channels = 4;
+  int64_t norm_num_groups = 32;
+  // diffusers also accepts a [height, width] list here and then uses its first entry (it only
+  // sizes tiles); so do we.
+  int64_t sample_size = 32;
+  double scaling_factor = 0.18215;
+  std::optional<double> shift_factor;
+  std::optional<std::vector<double>> latents_mean;
+  std::optional<std::vector<double>> latents_std;
+  bool force_upcast = true;
+  bool use_quant_conv = true;
+  bool use_post_quant_conv = true;
+  bool mid_block_add_attention = true;
+
+  // Reads and validates (positive sizes, one block type per block_out_channels entry, channel
+  // counts divisible by norm_num_groups, latents_mean/std of latent_channels entries).
+  static AutoencoderKLConfig read(ConfigReader& reader);
+};
+
+// diffusers.FluxTransformer2DModel.
+struct FluxTransformer2DModelConfig {
+  static constexpr const char* kClassName = "FluxTransformer2DModel";
+
+  int64_t patch_size = 1;
+  int64_t in_channels = 64;
+  // diffusers' default is None, meaning in_channels; read() resolves that, so this is always the
+  // effective value.
+  int64_t out_channels = 64;
+  int64_t num_layers = 19;
+  int64_t num_single_layers = 38;
+  int64_t attention_head_dim = 128;
+  int64_t num_attention_heads = 24;
+  int64_t joint_attention_dim = 4096;
+  int64_t pooled_projection_dim = 768;
+  bool guidance_embeds = false;
+  std::vector<int64_t> axes_dims_rope = {16, 56, 56};
+
+  // Validates positive sizes and that the RoPE axes add up to attention_head_dim.
+  static FluxTransformer2DModelConfig read(ConfigReader& reader);
+};
+
+// diffusers.WanTransformer3DModel (Wan 2.1 / 2.2).
+struct WanTransformer3DModelConfig {
+  static constexpr const char* kClassName = "WanTransformer3DModel";
+
+  std::vector<int64_t> patch_size = {1, 2, 2};  // (t, h, w)
+  int64_t num_attention_heads = 40;
+  int64_t attention_head_dim = 128;
+  int64_t in_channels = 16;
+  int64_t out_channels = 16;  // a null in config.json means in_channels, resolved by read()
+  int64_t text_dim = 4096;
+  int64_t freq_dim = 256;
+  int64_t ffn_dim = 13824;
+  int64_t num_layers = 40;
+  bool cross_attn_norm = true;
+  std::optional<std::string> qk_norm = "rms_norm_across_heads";
+  double eps = 1e-6;
+  std::optional<int64_t> image_dim;
+  std::optional<int64_t> added_kv_proj_dim;
+  int64_t rope_max_seq_len = 1024;
+  std::optional<int64_t> pos_embed_seq_len;
+
+  static WanTransformer3DModelConfig read(ConfigReader& reader);
+};
+
+// ---- schedulers -------------------------------------------------------------------------
+
+// diffusers.FlowMatchEulerDiscreteScheduler (scheduler_config.json).
+struct FlowMatchEulerDiscreteSchedulerConfig {
+  static constexpr const char* kClassName = "FlowMatchEulerDiscreteScheduler";
+
+  int64_t num_train_timesteps = 1000;
+  double shift = 1.0;
+  bool use_dynamic_shifting = false;
+  std::optional<double> base_shift = 0.5;
+  std::optional<double> max_shift = 1.15;
+  int64_t base_image_seq_len = 256;
+  int64_t max_image_seq_len = 4096;
+  bool invert_sigmas = false;
+  std::optional<double> shift_terminal;
+  bool use_karras_sigmas = false;
+  bool use_exponential_sigmas = false;
+  bool use_beta_sigmas = false;
+  std::string time_shift_type = "exponential";  // "exponential" or "linear"
+  bool stochastic_sampling = false;
+
+  // Validates as diffusers does: at most one of the karras/exponential/beta sigma schedules,
+  // time_shift_type in {exponential, linear}; plus a positive num_train_timesteps and shift,
+  // and base/max_shift present when use_dynamic_shifting is on.
+  static FlowMatchEulerDiscreteSchedulerConfig read(ConfigReader& reader);
+};
+
+}  // namespace mindiesd::io

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Builds the `cuda` preset on a machine with an NVIDIA GPU, runs the test suite there, and
+# writes what happened to benchmark/results/<date>-<gpu>.md.
+#
+#   scripts/gpu-check.sh            configure + build + ctest, then the report
+#   scripts/gpu-check.sh --bench    also run every benchmark executable that was built
+#   JOBS=N                          build parallelism (default: all cores)
+#
+# Meant for a bare GPU machine: nvcc, CMake, Ninja and PyTorch (with cuDNN and NCCL as pip
+# wheels), but none of the Debian -dev packages that scripts/install-deps.sh installs. It
+# installs nothing and downloads nothing. It tries the normal preset first; when the
+# configure step fails it lists which of the build's dependencies are absent (oneDNN,
+# nlohmann-json, libpng, GoogleTest are the usual ones on such a machine) and still writes
+# the report, so a failed run is recorded as honestly as a passing one.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+JOBS=${JOBS:-$(nproc)}
+RUN_BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) RUN_BENCH=1 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "gpu-check: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+BUILD=build/cuda  # the preset's binaryDir
+LOGS=$BUILD/gpu-check-logs
+mkdir -p "$LOGS" benchmark/results
+export PATH="$PATH:/usr/local/cuda/bin"
+
+# ---- the machine ------------------------------------------------------------------------------
+GPU="none"
+GPU_DETAILS="nvidia-smi not found or no GPU visible"
+if command -v nvidia-smi >/dev/null 2>&1 &&
+  GPU_LINE=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap \
+    --format=csv,noheader 2>/dev/null | head -1) && [ -n "$GPU_LINE" ]; then
+  GPU=$(echo "$GPU_LINE" | cut -d, -f1 | sed 's/^ *//;s/ *$//')
+  GPU_DETAILS="$GPU_LINE (name, driver, memory, compute capability)"
+  GPU_COUNT=$(nvidia-smi -L 2>/dev/null | wc -l)
+  GPU_DETAILS="$GPU_DETAILS; $GPU_COUNT GPU(s) visible"
+fi
+GPU_SLUG=$(echo "$GPU" | tr '[:upper:]' '[:lower:]' | sed 's/[^a-z0-9]\+/-/g;s/^-//;s/-$//')
+DATE=$(date -u +%Y-%m-%d)
+REPORT=benchmark/results/$DATE-$GPU_SLUG.md
+
+COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo "no commit")
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then COMMIT="$COMMIT (with uncommitted changes)"; fi
+
+version_of() {
+  local v
+  v=$("$@" 2>/dev/null | grep -m1 -Eo '[0-9]+\.[0-9]+(\.[0-9]+)?' | head -1)
+  echo "${v:-missing}"
+}
+NVCC_V=$(nvcc --version 2>/dev/null | grep -Eo 'release [0-9.]+' | cut -d' ' -f2 || true)
+CMAKE_V=$(version_of cmake --version)
+NINJA_V=$(version_of ninja --version)
+CXX_V=$(version_of c++ --version)
+
+# cuDNN and NCCL from PyTorch's pip wheels, exported as <Pkg>_ROOT so that a find_package()
+# for them finds the wheel's headers and libraries. Nothing uses them yet; reported anyway.
+wheel_dir() {
+  python3 - "$1" 2>/dev/null <<'EOF'
+import importlib, os, sys
+try:
+    m = importlib.import_module(sys.argv[1])
+    print(list(m.__path__)[0])
+except Exception:
+    pass
+EOF
+}
+CUDNN_DIR=$(wheel_dir nvidia.cudnn)
+NCCL_DIR=$(wheel_dir nvidia.nccl)
+[ -n "$CUDNN_DIR" ] && export CUDNN_ROOT="$CUDNN_DIR"
+[ -n "$NCCL_DIR" ] && export NCCL_ROOT="$NCCL_DIR"
+TORCH_V=$(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "missing")
+
+# What the CPU side of the build needs; absent on a bare GPU machine.
+have_header() { echo "#include <$1>" | c++ -std=c++20 -E -x c++ - >/dev/null 2>&1; }
+MISSING=()
+have_header oneapi/dnnl/dnnl.hpp || MISSING+=("oneDNN (libdnnl-dev)")
+have_header nlohmann/json.hpp || MISSING+=("nlohmann-json (nlohmann-json3-dev)")
+have_header png.h || MISSING+=("libpng (libpng-dev)")
+have_header gtest/gtest.h || MISSING+=("GoogleTest (libgtest-dev)")
+command -v nvcc >/dev/null 2>&1 || MISSING+=("nvcc (CUDA toolkit)")
+command -v ninja >/dev/null 2>&1 || MISSING+=("ninja")
+
+# ---- configure, build, test -------------------------------------------------------------------
+CONFIGURE_CMD="cmake --preset cuda"
+# CMake < 3.26 knows no C++20 flag for nvcc and refuses CMAKE_CUDA_STANDARD 20; tell it.
+if [ "$(printf '%s\n3.26\n' "$CMAKE_V" | sort -V | head -1)" != 3.26 ]; then
+  CONFIGURE_CMD="$CONFIGURE_CMD -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20"
+  CONFIGURE_CMD="$CONFIGURE_CMD -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20"
+fi
+BUILD_CMD="cmake --build --preset cuda -j $JOBS"
+TEST_CMD="ctest --preset cuda -j 4 --output-on-failure"
+CONFIGURE=skipped BUILD_STATUS=skipped TESTS=skipped TEST_SUMMARY="" FAILED_TESTS=""
+SKIPPED_COUNT=""
+
+step() { printf '\n==== %s ====\n' "$*"; }
+if [ "$GPU" = none ]; then
+  echo "gpu-check: no GPU visible; building and testing anyway (the CUDA tests will skip)" >&2
+fi
+START=$SECONDS
+step "configure: $CONFIGURE_CMD"
+if $CONFIGURE_CMD >"$LOGS/configure.log" 2>&1; then
+  CONFIGURE=ok
+else
+  CONFIGURE=failed
+  tail -30 "$LOGS/configure.log"
+fi
+
+if [ "$CONFIGURE" = ok ]; then
+  step "build: $BUILD_CMD"
+  BUILD_START=$SECONDS
+  if $BUILD_CMD >"$LOGS/build.log" 2>&1; then
+    BUILD_STATUS="ok ($((SECONDS - BUILD_START)) s)"
+  else
+    BUILD_STATUS=failed
+    grep -E 'error|FAILED' "$LOGS/build.log" | head -30
+  fi
+fi
+
+if [ "${BUILD_STATUS%% *}" = ok ]; then
+  step "test: $TEST_CMD"
+  TEST_START=$SECONDS
+  if $TEST_CMD >"$LOGS/ctest.log" 2>&1; then TESTS=passed; else TESTS=failed; fi
+  TESTS="$TESTS ($((SECONDS - TEST_START)) s)"
+  TEST_SUMMARY=$(grep -E 'tests passed|tests failed' "$LOGS/ctest.log" | tail -1)
+  FAILED_TESTS=$(sed -n '/The following tests FAILED/,$p' "$LOGS/ctest.log" | grep -E '^\s+[0-9]+ - ' || true)
+  SKIPPED_COUNT=$(grep -c -E '\*\*\*Skipped|Not Run' "$LOGS/ctest.log" || true)
+  echo "$TEST_SUMMARY"
+fi
+
+BENCH_OUT=""
+if [ "$RUN_BENCH" = 1 ] && [ "${BUILD_STATUS%% *}" = ok ]; then
+  for b in "$BUILD"/benchmark/bench_*; do
+    [ -x "$b" ] || continue
+    step "benchmark: $b"
+    BENCH_OUT+=$'\n'"### $(basename "$b")"$'\n\n```\n'
+    BENCH_OUT+=$(timeout 1200 "$b" 2>&1 | tail -60)
+    BENCH_OUT+=$'\n```\n'
+  done
+fi
+
+# ---- the report -------------------------------------------------------------------------------
+{
+  echo "# GPU check: $GPU, $DATE"
+  echo
+  echo "Written by \`scripts/gpu-check.sh${*:+ $*}\` in $((SECONDS - START)) s; logs in \`$LOGS/\` on the"
+  echo "machine that ran it."
+  echo
+  if [ "$GPU" = none ]; then
+    echo "**No GPU was visible**, so the CUDA tests skip themselves: at best this run shows that"
+    echo "the CUDA build compiles, links and passes the CPU tests. It is not a GPU result."
+    echo
+  fi
+  echo "| | |"
+  echo "|---|---|"
+  echo "| device | $GPU_DETAILS |"
+  echo "| commit | $COMMIT |"
+  echo "| toolchain | nvcc ${NVCC_V:-missing}, cmake $CMAKE_V, ninja $NINJA_V, c++ $CXX_V |"
+  echo "| PyTorch | $TORCH_V |"
+  echo "| cuDNN / NCCL wheels | ${CUDNN_DIR:-not found} / ${NCCL_DIR:-not found} |"
+  echo "| missing dependencies | ${MISSING[*]:-none} |"
+  echo
+  echo "## Steps"
+  echo
+  echo "| step | command | result |"
+  echo "|---|---|---|"
+  echo "| configure | \`$CONFIGURE_CMD\` | $CONFIGURE |"
+  echo "| build | \`$BUILD_CMD\` | $BUILD_STATUS |"
+  echo "| test | \`$TEST_CMD\` | $TESTS |"
+  echo
+  if [ "$CONFIGURE" = failed ]; then
+    echo "The configure step failed. The \`cuda\` preset currently needs the CPU build's"
+    echo "dependencies too (oneDNN, nlohmann-json, libpng, GoogleTest), which a bare GPU machine"
+    echo "does not have; \`scripts/install-deps.sh\` installs them on Debian (root and network)."
+    echo "Last lines of the configure log:"
+    echo
+    echo '```'
+    tail -20 "$LOGS/configure.log"
+    echo '```'
+  fi
+  if [ "$BUILD_STATUS" = failed ]; then
+    echo "Build errors (first 30 lines):"
+    echo
+    echo '```'
+    grep -E 'error|FAILED' "$LOGS/build.log" | head -30
+    echo '```'
+  fi
+  if [ "$TESTS" != skipped ]; then
+    echo "## Tests"
+    echo
+    echo "- summary: ${TEST_SUMMARY:-no summary line in the ctest log}"
+    echo "- skipped (a test that found no device or no data skips itself): ${SKIPPED_COUNT:-0}"
+    if [ -n "$FAILED_TESTS" ]; then
+      echo "- failed:"
+      echo '```'
+      echo "$FAILED_TESTS"
+      echo '```'
+    fi
+  fi
+  echo
+  echo "## Benchmarks"
+  if [ "$RUN_BENCH" = 1 ]; then
+    echo "${BENCH_OUT:-none were built}"
+  else
+    echo
+    echo "Not run (pass \`--bench\`)."
+  fi
+} >"$REPORT"
+
+echo
+echo "gpu-check: report written to $REPORT"
+[ "$CONFIGURE" = ok ] && [ "${BUILD_STATUS%% *}" = ok ] && [ "${TESTS%% *}" = passed ] &&
+  [ "$GPU" != none ]

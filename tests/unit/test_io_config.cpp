@@ -1,0 +1,516 @@
+// ConfigReader and the typed diffusers configs: real configs as published, diffusers' defaults,
+// unknown-field tracking, and one test per kind of bad field (kind + file + field in the message).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/io/config.h"
+
+namespace mindiesd::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = fs::temp_directory_path() / ("mindiesd_test_io_cfg_" + std::to_string(::getpid()) +
+                                         "_" + std::to_string(counter++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+void write_text(const fs::path& p, std::string_view bytes) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+template <typename F>
+void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a mindiesd::Error of kind " << error_kind_name(kind);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    const std::string msg = e.what();
+    for (std::string_view n : needles) {
+      EXPECT_NE(msg.find(n), std::string::npos)
+          << "message \"" << msg << "\" lacks \"" << n << "\"";
+    }
+  }
+}
+
+ConfigReader reader(std::string_view json) { return ConfigReader::from_string(json, "cfg.json"); }
+
+// Reading `json` as T fails with InvalidArgument naming cfg.json, `field` and `needle`.
+template <typename T>
+void expect_field_error(std::string_view json, std::string_view field, std::string_view needle) {
+  expect_error(
+      [&] {
+        ConfigReader r = reader(json);
+        T::read(r);
+      },
+      ErrorKind::InvalidArgument,
+      {"cfg.json", std::string("field '") + std::string(field) + "'", needle});
+}
+
+// black-forest-labs/FLUX.1-dev vae/config.json
+const char* kFluxVae = R"({
+  "_class_name": "AutoencoderKL",
+  "_diffusers_version": "0.30.0.dev0",
+  "_name_or_path": "../checkpoints/flux-dev",
+  "act_fn": "silu",
+  "block_out_channels": [128, 256, 512, 512],
+  "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D",
+                       "DownEncoderBlock2D"],
+  "force_upcast": true,
+  "in_channels": 3,
+  "latent_channels": 16,
+  "latents_mean": null,
+  "latents_std": null,
+  "layers_per_block": 2,
+  "mid_block_add_attention": true,
+  "norm_num_groups": 32,
+  "out_channels": 3,
+  "sample_size": 1024,
+  "scaling_factor": 0.3611,
+  "shift_factor": 0.1159,
+  "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D",
+                     "UpDecoderBlock2D"],
+  "use_post_quant_conv": false,
+  "use_quant_conv": false
+})";
+
+// black-forest-labs/FLUX.1-dev transformer/config.json
+const char* kFluxTransformer = R"({
+  "_class_name": "FluxTransformer2DModel",
+  "_diffusers_version": "0.30.0.dev0",
+  "attention_head_dim": 128,
+  "guidance_embeds": true,
+  "in_channels": 64,
+  "joint_attention_dim": 4096,
+  "num_attention_heads": 24,
+  "num_layers": 19,
+  "num_single_layers": 38,
+  "patch_size": 1,
+  "pooled_projection_dim": 768
+})";
+
+// black-forest-labs/FLUX.1-dev scheduler/scheduler_config.json
+const char* kFluxScheduler = R"({
+  "_class_name": "FlowMatchEulerDiscreteScheduler",
+  "_diffusers_version": "0.30.0.dev0",
+  "base_image_seq_len": 256,
+  "base_shift": 0.5,
+  "max_image_seq_len": 4096,
+  "max_shift": 1.15,
+  "num_train_timesteps": 1000,
+  "shift": 3.0,
+  "use_dynamic_shifting": true
+})";
+
+// Wan-AI/Wan2.1-T2V-1.3B-Diffusers transformer/config.json
+const char* kWan13B = R"({
+  "_class_name": "WanTransformer3DModel",
+  "_diffusers_version": "0.33.0.dev0",
+  "added_kv_proj_dim": null,
+  "attention_head_dim": 128,
+  "cross_attn_norm": true,
+  "eps": 1e-06,
+  "ffn_dim": 8960,
+  "freq_dim": 256,
+  "image_dim": null,
+  "in_channels": 16,
+  "num_attention_heads": 12,
+  "num_layers": 30,
+  "out_channels": 16,
+  "patch_size": [1, 2, 2],
+  "qk_norm": "rms_norm_across_heads",
+  "rope_max_seq_len": 1024,
+  "text_dim": 4096
+})";
+
+// ---- ConfigReader ---------------------------------------------------------------------------
+
+TEST(IoConfigReader, ReadsEveryType) {
+  ConfigReader r = reader(R"({"b": true, "i": -3, "big": 9000000000, "d": 2, "f": 0.5,
+    "s": "x", "li": [1, 2], "ld": [1, 2.5], "ls": ["a"], "n": null})");
+  EXPECT_TRUE(r.required<bool>("b"));
+  EXPECT_EQ(r.required<int>("i"), -3);
+  EXPECT_EQ(r.required<int64_t>("big"), 9000000000);
+  EXPECT_EQ(r.required<double>("d"), 2.0);  // integers are numbers
+  EXPECT_EQ(r.required<double>("f"), 0.5);
+  EXPECT_EQ(r.required<std::string>("s"), "x");
+  EXPECT_EQ(r.required<std::vector<int64_t>>("li"), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(r.required<std::vector<double>>("ld"), (std::vector<double>{1, 2.5}));
+  EXPECT_EQ(r.required<std::vector<std::string>>("ls"), (std::vector<std::string>{"a"}));
+  EXPECT_EQ(r.nullable<int64_t>("n", 7), std::nullopt);
+  EXPECT_EQ(r.nullable<int64_t>("absent", 7), 7);
+  EXPECT_EQ(r.optional<int64_t>("absent2", 5), 5);
+  EXPECT_TRUE(r.unknown_keys().empty());
+}
+
+TEST(IoConfigReader, TracksUnknownKeysButNotMetadata) {
+  ConfigReader r = reader(R"({"_class_name": "X", "_diffusers_version": "0.1", "used": 1,
+    "later": 2, "zz_new_field": 3, "aa_other": [1]})");
+  r.required<int64_t>("used");
+  r.mark_used("later");
+  EXPECT_EQ(r.unknown_keys(), (std::vector<std::string>{"aa_other", "zz_new_field"}));
+  EXPECT_EQ(r.metadata_keys(), (std::vector<std::string>{"_class_name", "_diffusers_version"}));
+  EXPECT_EQ(r.class_name(), "X");
+}
+
+TEST(IoConfigReader, MissingRequiredField) {
+  expect_error([] { reader("{}").required<int64_t>("in_channels"); }, ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'in_channels'", "missing"});
+}
+
+TEST(IoConfigReader, IntegerGivenString) {
+  expect_error([] { reader(R"({"in_channels": "3"})").required<int64_t>("in_channels"); },
+               ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'in_channels'", "expected integer", "string \"3\""});
+}
+
+TEST(IoConfigReader, IntegerGivenFloat) {
+  expect_error([] { reader(R"({"n": 3.0})").required<int64_t>("n"); }, ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'n'", "expected integer", "number"});
+}
+
+TEST(IoConfigReader, IntegerOutOfRange) {
+  expect_error([] { reader(R"({"n": 3000000000})").required<int>("n"); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'n'", "out of range"});
+  expect_error([] { reader(R"({"n": 18446744073709551615})").required<int64_t>("n"); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'n'", "out of range"});
+}
+
+TEST(IoConfigReader, BoolGivenInteger) {
+  expect_error([] { reader(R"({"force_upcast": 1})").required<bool>("force_upcast"); },
+               ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'force_upcast'", "expected boolean", "integer 1"});
+}
+
+TEST(IoConfigReader, NumberGivenString) {
+  expect_error([] { reader(R"({"shift": "3"})").required<double>("shift"); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'shift'", "expected number"});
+}
+
+TEST(IoConfigReader, StringGivenList) {
+  expect_error([] { reader(R"({"act_fn": ["silu"]})").required<std::string>("act_fn"); },
+               ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'act_fn'", "expected string", "list"});
+}
+
+TEST(IoConfigReader, ListGivenScalar) {
+  expect_error([] { reader(R"({"l": 4})").required<std::vector<int64_t>>("l"); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'l'", "list of integers"});
+}
+
+TEST(IoConfigReader, ListWithBadElement) {
+  expect_error([] { reader(R"({"l": [1, "2", 3]})").required<std::vector<int64_t>>("l"); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'l'", "element 1", "string"});
+}
+
+TEST(IoConfigReader, NullInNonNullableField) {
+  expect_error([] { reader(R"({"n": null})").optional<int64_t>("n", 1); },
+               ErrorKind::InvalidArgument, {"cfg.json", "field 'n'", "null"});
+  expect_error([] { reader(R"({"n": null})").required<int64_t>("n"); }, ErrorKind::InvalidArgument,
+               {"cfg.json", "field 'n'", "null"});
+}
+
+TEST(IoConfigReader, MalformedJson) {
+  expect_error([] { reader(R"({"a": 1,)"); }, ErrorKind::Corrupt, {"cfg.json", "not valid JSON"});
+}
+
+TEST(IoConfigReader, DuplicateKey) {
+  expect_error([] { reader(R"({"a": 1, "b": {"c": 1, "c": 2}})"); }, ErrorKind::Corrupt,
+               {"cfg.json", "'c'", "twice", "/b"});
+  expect_error([] { reader(R"({"a": 1, "a": 2})"); }, ErrorKind::Corrupt,
+               {"cfg.json", "'a'", "twice", "top-level"});
+}
+
+TEST(IoConfigReader, NotAnObject) {
+  expect_error([] { reader("[1, 2]"); }, ErrorKind::Corrupt, {"cfg.json", "object", "list"});
+}
+
+TEST(IoConfigReader, NotUtf8) {
+  expect_error([] { reader("{\"a\": \"\xc3\x28\"}"); }, ErrorKind::Corrupt, {"cfg.json", "UTF-8"});
+}
+
+TEST(IoConfigReader, TooDeep) {
+  const std::string deep = "{\"a\": " + std::string(100, '[') + std::string(100, ']') + "}";
+  expect_error([&] { reader(deep); }, ErrorKind::Corrupt, {"cfg.json", "deep"});
+}
+
+TEST(IoConfigReader, FromFile) {
+  TempDir dir;
+  const fs::path p = dir / "config.json";
+  write_text(p, R"({"x": 1})");
+  ConfigReader r = ConfigReader::from_file(p);
+  EXPECT_EQ(r.source(), p.string());
+  EXPECT_EQ(r.required<int64_t>("x"), 1);
+  expect_error([&] { ConfigReader::from_file(dir / "absent.json"); }, ErrorKind::NotFound,
+               {"absent.json"});
+  write_text(p, R"({"x": )");
+  expect_error([&] { ConfigReader::from_file(p); }, ErrorKind::Corrupt, {p.string()});
+}
+
+// ---- AutoencoderKL --------------------------------------------------------------------------
+
+TEST(IoConfigAutoencoderKL, FluxVae) {
+  ConfigReader r = reader(kFluxVae);
+  const auto c = AutoencoderKLConfig::read(r);
+  EXPECT_EQ(c.latent_channels, 16);
+  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{128, 256, 512, 512}));
+  EXPECT_EQ(c.down_block_types.size(), 4u);
+  EXPECT_EQ(c.layers_per_block, 2);
+  EXPECT_EQ(c.sample_size, 1024);
+  EXPECT_DOUBLE_EQ(c.scaling_factor, 0.3611);
+  ASSERT_TRUE(c.shift_factor.has_value());
+  EXPECT_DOUBLE_EQ(*c.shift_factor, 0.1159);
+  EXPECT_FALSE(c.latents_mean.has_value());
+  EXPECT_FALSE(c.use_quant_conv);
+  EXPECT_FALSE(c.use_post_quant_conv);
+  EXPECT_TRUE(c.mid_block_add_attention);
+  EXPECT_TRUE(r.unknown_keys().empty());
+}
+
+TEST(IoConfigAutoencoderKL, DiffusersDefaults) {
+  ConfigReader r = reader("{}");
+  const auto c = AutoencoderKLConfig::read(r);
+  EXPECT_EQ(c.in_channels, 3);
+  EXPECT_EQ(c.out_channels, 3);
+  EXPECT_EQ(c.down_block_types, (std::vector<std::string>{"DownEncoderBlock2D"}));
+  EXPECT_EQ(c.up_block_types, (std::vector<std::string>{"UpDecoderBlock2D"}));
+  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{64}));
+  EXPECT_EQ(c.layers_per_block, 1);
+  EXPECT_EQ(c.act_fn, "silu");
+  EXPECT_EQ(c.latent_channels, 4);
+  EXPECT_EQ(c.norm_num_groups, 32);
+  EXPECT_EQ(c.sample_size, 32);
+  EXPECT_DOUBLE_EQ(c.scaling_factor, 0.18215);
+  EXPECT_FALSE(c.shift_factor.has_value());
+  EXPECT_FALSE(c.latents_std.has_value());
+  EXPECT_TRUE(c.force_upcast);
+  EXPECT_TRUE(c.use_quant_conv);
+  EXPECT_TRUE(c.use_post_quant_conv);
+  EXPECT_TRUE(c.mid_block_add_attention);
+}
+
+TEST(IoConfigAutoencoderKL, LatentsMeanAndListSampleSize) {
+  ConfigReader r = reader(R"({"latent_channels": 2, "latents_mean": [0.5, -1],
+    "latents_std": [1, 2], "sample_size": [512, 768]})");
+  const auto c = AutoencoderKLConfig::read(r);
+  EXPECT_EQ(*c.latents_mean, (std::vector<double>{0.5, -1}));
+  EXPECT_EQ(c.sample_size, 512);
+}
+
+TEST(IoConfigAutoencoderKL, UnknownFieldIsReported) {
+  ConfigReader r = reader(R"({"_class_name": "AutoencoderKL", "in_channels": 3,
+    "brand_new_option": true})");
+  AutoencoderKLConfig::read(r);
+  EXPECT_EQ(r.unknown_keys(), (std::vector<std::string>{"brand_new_option"}));
+}
+
+TEST(IoConfigAutoencoderKL, WrongClass) {
+  expect_error(
+      [] {
+        ConfigReader r = reader(kFluxTransformer);
+        AutoencoderKLConfig::read(r);
+      },
+      ErrorKind::InvalidArgument, {"cfg.json", "FluxTransformer2DModel", "AutoencoderKL"});
+}
+
+TEST(IoConfigAutoencoderKL, BlockOutChannelsWrongType) {
+  expect_field_error<AutoencoderKLConfig>(R"({"block_out_channels": "128,256"})",
+                                          "block_out_channels", "list of integers");
+}
+
+TEST(IoConfigAutoencoderKL, BlockTypesCountMismatch) {
+  expect_field_error<AutoencoderKLConfig>(
+      R"({"block_out_channels": [64, 128], "down_block_types": ["DownEncoderBlock2D"],
+          "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"]})",
+      "down_block_types", "1 entries");
+}
+
+TEST(IoConfigAutoencoderKL, ChannelsNotDivisibleByGroups) {
+  expect_field_error<AutoencoderKLConfig>(R"({"block_out_channels": [48], "norm_num_groups": 32})",
+                                          "block_out_channels", "norm_num_groups=32");
+}
+
+TEST(IoConfigAutoencoderKL, NonPositiveChannels) {
+  expect_field_error<AutoencoderKLConfig>(R"({"latent_channels": 0})", "latent_channels",
+                                          "positive");
+}
+
+TEST(IoConfigAutoencoderKL, LatentsMeanWrongLength) {
+  expect_field_error<AutoencoderKLConfig>(R"({"latent_channels": 4, "latents_mean": [1, 2]})",
+                                          "latents_mean", "latent_channels is 4");
+}
+
+// ---- Flux transformer -----------------------------------------------------------------------
+
+TEST(IoConfigFlux, FluxDev) {
+  ConfigReader r = reader(kFluxTransformer);
+  const auto c = FluxTransformer2DModelConfig::read(r);
+  EXPECT_EQ(c.patch_size, 1);
+  EXPECT_EQ(c.in_channels, 64);
+  EXPECT_EQ(c.out_channels, 64);  // absent (None) means in_channels
+  EXPECT_EQ(c.num_layers, 19);
+  EXPECT_EQ(c.num_single_layers, 38);
+  EXPECT_EQ(c.attention_head_dim, 128);
+  EXPECT_EQ(c.num_attention_heads, 24);
+  EXPECT_EQ(c.joint_attention_dim, 4096);
+  EXPECT_EQ(c.pooled_projection_dim, 768);
+  EXPECT_TRUE(c.guidance_embeds);
+  EXPECT_EQ(c.axes_dims_rope, (std::vector<int64_t>{16, 56, 56}));
+  EXPECT_TRUE(r.unknown_keys().empty());
+}
+
+TEST(IoConfigFlux, NullOutChannelsMeansInChannels) {
+  ConfigReader r = reader(R"({"in_channels": 32, "out_channels": null})");
+  EXPECT_EQ(FluxTransformer2DModelConfig::read(r).out_channels, 32);
+  ConfigReader r2 = reader(R"({"in_channels": 32, "out_channels": 16})");
+  EXPECT_EQ(FluxTransformer2DModelConfig::read(r2).out_channels, 16);
+}
+
+TEST(IoConfigFlux, TinyConfig) {
+  ConfigReader r = reader(R"({"num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
+    "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+    "in_channels": 16, "axes_dims_rope": [4, 6, 6]})");
+  EXPECT_EQ(FluxTransformer2DModelConfig::read(r).axes_dims_rope, (std::vector<int64_t>{4, 6, 6}));
+}
+
+TEST(IoConfigFlux, RopeAxesMustSumToHeadDim) {
+  expect_field_error<FluxTransformer2DModelConfig>(
+      R"({"attention_head_dim": 64, "axes_dims_rope": [16, 56, 56]})", "axes_dims_rope",
+      "attention_head_dim");
+}
+
+TEST(IoConfigFlux, GuidanceEmbedsWrongType) {
+  expect_field_error<FluxTransformer2DModelConfig>(R"({"guidance_embeds": "yes"})",
+                                                   "guidance_embeds", "expected boolean");
+}
+
+// ---- Wan transformer ------------------------------------------------------------------------
+
+TEST(IoConfigWan, Wan21T2V13B) {
+  ConfigReader r = reader(kWan13B);
+  const auto c = WanTransformer3DModelConfig::read(r);
+  EXPECT_EQ(c.patch_size, (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_EQ(c.num_attention_heads, 12);
+  EXPECT_EQ(c.attention_head_dim, 128);
+  EXPECT_EQ(c.ffn_dim, 8960);
+  EXPECT_EQ(c.num_layers, 30);
+  EXPECT_EQ(c.qk_norm, "rms_norm_across_heads");
+  EXPECT_DOUBLE_EQ(c.eps, 1e-6);
+  EXPECT_FALSE(c.image_dim.has_value());
+  EXPECT_FALSE(c.added_kv_proj_dim.has_value());
+  EXPECT_TRUE(r.unknown_keys().empty());
+}
+
+TEST(IoConfigWan, DiffusersDefaults) {
+  ConfigReader r = reader("{}");
+  const auto c = WanTransformer3DModelConfig::read(r);
+  EXPECT_EQ(c.patch_size, (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_EQ(c.num_attention_heads, 40);
+  EXPECT_EQ(c.attention_head_dim, 128);
+  EXPECT_EQ(c.in_channels, 16);
+  EXPECT_EQ(c.out_channels, 16);
+  EXPECT_EQ(c.text_dim, 4096);
+  EXPECT_EQ(c.freq_dim, 256);
+  EXPECT_EQ(c.ffn_dim, 13824);
+  EXPECT_EQ(c.num_layers, 40);
+  EXPECT_TRUE(c.cross_attn_norm);
+  EXPECT_EQ(c.qk_norm, "rms_norm_across_heads");
+  EXPECT_EQ(c.rope_max_seq_len, 1024);
+  EXPECT_FALSE(c.pos_embed_seq_len.has_value());
+}
+
+TEST(IoConfigWan, I2VFieldsAndNullQkNorm) {
+  ConfigReader r = reader(R"({"image_dim": 1280, "added_kv_proj_dim": 5120, "qk_norm": null,
+    "in_channels": 36, "out_channels": null})");
+  const auto c = WanTransformer3DModelConfig::read(r);
+  EXPECT_EQ(c.image_dim, 1280);
+  EXPECT_EQ(c.added_kv_proj_dim, 5120);
+  EXPECT_FALSE(c.qk_norm.has_value());
+  EXPECT_EQ(c.out_channels, 36);
+}
+
+TEST(IoConfigWan, PatchSizeWrongLength) {
+  expect_field_error<WanTransformer3DModelConfig>(R"({"patch_size": [2, 2]})", "patch_size",
+                                                  "[t, h, w]");
+}
+
+TEST(IoConfigWan, EpsWrongType) {
+  expect_field_error<WanTransformer3DModelConfig>(R"({"eps": "1e-6"})", "eps", "expected number");
+}
+
+// ---- FlowMatchEulerDiscreteScheduler --------------------------------------------------------
+
+TEST(IoConfigFlowMatch, FluxScheduler) {
+  ConfigReader r = reader(kFluxScheduler);
+  const auto c = FlowMatchEulerDiscreteSchedulerConfig::read(r);
+  EXPECT_EQ(c.num_train_timesteps, 1000);
+  EXPECT_DOUBLE_EQ(c.shift, 3.0);
+  EXPECT_TRUE(c.use_dynamic_shifting);
+  EXPECT_EQ(c.base_shift, 0.5);
+  EXPECT_EQ(c.max_shift, 1.15);
+  EXPECT_EQ(c.base_image_seq_len, 256);
+  EXPECT_EQ(c.max_image_seq_len, 4096);
+  EXPECT_TRUE(r.unknown_keys().empty());
+}
+
+TEST(IoConfigFlowMatch, DiffusersDefaults) {
+  ConfigReader r = reader("{}");
+  const auto c = FlowMatchEulerDiscreteSchedulerConfig::read(r);
+  EXPECT_EQ(c.num_train_timesteps, 1000);
+  EXPECT_DOUBLE_EQ(c.shift, 1.0);
+  EXPECT_FALSE(c.use_dynamic_shifting);
+  EXPECT_FALSE(c.invert_sigmas);
+  EXPECT_FALSE(c.shift_terminal.has_value());
+  EXPECT_FALSE(c.use_karras_sigmas);
+  EXPECT_FALSE(c.use_exponential_sigmas);
+  EXPECT_FALSE(c.use_beta_sigmas);
+  EXPECT_EQ(c.time_shift_type, "exponential");
+  EXPECT_FALSE(c.stochastic_sampling);
+}
+
+TEST(IoConfigFlowMatch, IntegerShiftIsANumber) {
+  ConfigReader r = reader(R"({"shift": 5, "shift_terminal": null})");
+  EXPECT_DOUBLE_EQ(FlowMatchEulerDiscreteSchedulerConfig::read(r).shift, 5.0);
+}
+
+TEST(IoConfigFlowMatch, BadTimeShiftType) {
+  expect_field_error<FlowMatchEulerDiscreteSchedulerConfig>(R"({"time_shift_type": "cubic"})",
+                                                            "time_shift_type", "cubic");
+}
+
+TEST(IoConfigFlowMatch, TwoSigmaSchedules) {
+  expect_field_error<FlowMatchEulerDiscreteSchedulerConfig>(
+      R"({"use_karras_sigmas": true, "use_beta_sigmas": true})", "use_karras_sigmas", "only one");
+}
+
+TEST(IoConfigFlowMatch, DynamicShiftingNeedsBaseShift) {
+  expect_field_error<FlowMatchEulerDiscreteSchedulerConfig>(
+      R"({"use_dynamic_shifting": true, "base_shift": null})", "base_shift",
+      "use_dynamic_shifting");
+}
+
+}  // namespace
+}  // namespace mindiesd::io
