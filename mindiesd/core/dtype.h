@@ -14,6 +14,8 @@
 #include <limits>
 #include <string_view>
 
+#include "mindiesd/core/hd.h"
+
 namespace mindiesd {
 
 enum class DType : uint8_t {
@@ -58,15 +60,24 @@ inline constexpr DTypeSet kFloatTypes{DType::f32, DType::f16, DType::bf16};
 
 // ---- scalar conversions -------------------------------------------------------------------
 
-inline uint32_t f32_bits(float f) {
+// The scalar float conversions below are shared with the CUDA kernels (MINDIESD_HD).
+MINDIESD_HD uint32_t f32_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
+#endif
 }
-inline float f32_from_bits(uint32_t u) {
+MINDIESD_HD float f32_from_bits(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+#endif
 }
 
 namespace detail {
@@ -74,7 +85,7 @@ namespace detail {
 // float with `man` mantissa bits and exponent bias `bias`. Returns exponent|mantissa bits; a
 // value that rounds past the largest exponent carries into the next code, which the caller
 // maps to inf or NaN.
-inline uint32_t encode_rne(uint32_t abs_bits, int man, int bias) {
+MINDIESD_HD uint32_t encode_rne(uint32_t abs_bits, int man, int bias) {
   const int e = static_cast<int>(abs_bits >> 23);
   const uint32_t frac = abs_bits & 0x7fffffu;
   if (e - 127 + bias >= 1) {  // normal in the target format
@@ -98,12 +109,16 @@ inline uint32_t encode_rne(uint32_t abs_bits, int man, int bias) {
 
 // Decodes exponent|mantissa bits (no sign) of a binary float with `man` mantissa bits and
 // bias `bias` whose all-ones exponent is NOT special (callers handle inf/NaN first).
-inline float decode_finite(uint32_t code, int man, int bias) {
+MINDIESD_HD float decode_finite(uint32_t code, int man, int bias) {
   const uint32_t e = code >> man;
   const uint32_t m = code & ((1u << man) - 1);
   if (e == 0) {  // subnormal: m * 2^(1 - bias - man), exact in f32
     if (m == 0) return 0.0f;
-    const int top = 31 - __builtin_clz(m);  // position of the leading one
+#if defined(__CUDA_ARCH__)
+    const int top = 31 - __clz(static_cast<int>(m));  // position of the leading one
+#else
+    const int top = 31 - __builtin_clz(m);
+#endif
     const uint32_t fe = static_cast<uint32_t>(top + 1 - bias - man + 127);
     return f32_from_bits((fe << 23) | ((m << (23 - top)) & 0x7fffffu));
   }
@@ -111,14 +126,14 @@ inline float decode_finite(uint32_t code, int man, int bias) {
 }
 }  // namespace detail
 
-inline uint16_t f32_to_bf16(float f) {
+MINDIESD_HD uint16_t f32_to_bf16(float f) {
   const uint32_t u = f32_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN (c10's canonical NaN)
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
-inline float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
+MINDIESD_HD float bf16_to_f32(uint16_t h) { return f32_from_bits(static_cast<uint32_t>(h) << 16); }
 
-inline uint16_t f32_to_f16(float f) {
+MINDIESD_HD uint16_t f32_to_f16(float f) {
   const uint32_t u = f32_bits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
@@ -126,7 +141,7 @@ inline uint16_t f32_to_f16(float f) {
   if (a >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to inf
   return sign | static_cast<uint16_t>(detail::encode_rne(a, 10, 15));
 }
-inline float f16_to_f32(uint16_t h) {
+MINDIESD_HD float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t code = h & 0x7fffu;
   if (code >= 0x7c00u) return f32_from_bits(sign | 0x7f800000u | ((code & 0x3ffu) << 13));
@@ -136,7 +151,7 @@ inline float f16_to_f32(uint16_t h) {
 inline constexpr float kF8E4M3Max = 448.0f;
 inline constexpr float kF8E5M2Max = 57344.0f;
 
-inline uint8_t f32_to_f8_e4m3(float f, bool saturate = false) {
+MINDIESD_HD uint8_t f32_to_f8_e4m3(float f, bool saturate = false) {
   const uint32_t u = f32_bits(f);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   uint32_t a = u & 0x7fffffffu;
@@ -147,13 +162,13 @@ inline uint8_t f32_to_f8_e4m3(float f, bool saturate = false) {
   // 464 < |x| < 480 rounds to code 0x7f, which is NaN in e4m3fn (matches c10).
   return sign | static_cast<uint8_t>(code > 0x7f ? 0x7f : code);
 }
-inline float f8_e4m3_to_f32(uint8_t b) {
+MINDIESD_HD float f8_e4m3_to_f32(uint8_t b) {
   const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
   if ((b & 0x7fu) == 0x7fu) return f32_from_bits(sign | 0x7fc00000u);
   return f32_from_bits(sign | f32_bits(detail::decode_finite(b & 0x7fu, 3, 7)));
 }
 
-inline uint8_t f32_to_f8_e5m2(float f, bool saturate = false) {
+MINDIESD_HD uint8_t f32_to_f8_e5m2(float f, bool saturate = false) {
   const uint32_t u = f32_bits(f);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   uint32_t a = u & 0x7fffffffu;
@@ -163,7 +178,7 @@ inline uint8_t f32_to_f8_e5m2(float f, bool saturate = false) {
   const uint32_t code = detail::encode_rne(a, 2, 15);
   return sign | static_cast<uint8_t>(code);  // [61440, 65536) rounds to 0x7c = inf, as in c10
 }
-inline float f8_e5m2_to_f32(uint8_t b) {
+MINDIESD_HD float f8_e5m2_to_f32(uint8_t b) {
   return f16_to_f32(static_cast<uint16_t>(static_cast<uint16_t>(b) << 8));  // e5m2 = f16's top byte
 }
 

@@ -5,11 +5,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MINDIESD_HD __host__ __device__ __forceinline__
-#else
-#define MINDIESD_HD inline
-#endif
+#include "mindiesd/core/hd.h"
 
 namespace mindiesd {
 

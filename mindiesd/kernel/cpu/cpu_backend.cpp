@@ -2,9 +2,6 @@
 
 #include <cstring>
 
-#include "mindiesd/core/error.h"
-#include "mindiesd/kernel/cpu/kernels.h"
-
 namespace mindiesd::cpu {
 
 namespace {
@@ -42,12 +39,6 @@ class CpuBackend final : public Backend {
 };
 }  // namespace
 
-void register_cpu_backend() {
-  register_backend(std::make_unique<CpuBackend>());
-  KernelRegistry& r = kernel_registry();
-#define MINDIESD_REGISTER_FAMILY(name) register_##name##_kernels(r);
-  MINDIESD_CPU_KERNEL_FAMILIES(MINDIESD_REGISTER_FAMILY)
-#undef MINDIESD_REGISTER_FAMILY
-}
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
 
 }  // namespace mindiesd::cpu

@@ -17,7 +17,6 @@
 
 #include "mindiesd/core/dtype.h"
 
-#define MINDIESD_HD __host__ __device__ __forceinline__
 // Unrolling hint for device code; the host compilation of the same __host__ __device__ code
 // (gcc) would warn about an unknown pragma.
 #if defined(__CUDA_ARCH__)
@@ -28,95 +27,7 @@
 
 namespace mindiesd::cuda {
 
-// ---- bit helpers ----------------------------------------------------------------------------
-
-MINDIESD_HD uint32_t float_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-MINDIESD_HD float bits_float(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-MINDIESD_HD int count_leading_zeros(uint32_t x) {
-#if defined(__CUDA_ARCH__)
-  return __clz(static_cast<int>(x));
-#else
-  return __builtin_clz(x);
-#endif
-}
-
-// ---- fp8 (ports of detail::encode_rne / decode_finite in core/dtype.h) ------------------------
-
-MINDIESD_HD uint32_t encode_rne(uint32_t abs_bits, int man, int bias) {
-  const int e = static_cast<int>(abs_bits >> 23);
-  const uint32_t frac = abs_bits & 0x7fffffu;
-  if (e - 127 + bias >= 1) {
-    const int drop = 23 - man;
-    uint32_t code = (static_cast<uint32_t>(e - 127 + bias) << man) | (frac >> drop);
-    const uint32_t rem = frac & ((1u << drop) - 1);
-    const uint32_t half = 1u << (drop - 1);
-    if (rem > half || (rem == half && (code & 1u))) ++code;
-    return code;
-  }
-  const uint32_t mant = frac | (e ? 0x800000u : 0u);
-  const int shift = 151 - bias - man - (e ? e : 1);
-  if (shift >= 32) return 0;
-  uint32_t code = mant >> shift;
-  const uint32_t rem = mant & ((1u << shift) - 1);
-  const uint32_t half = 1u << (shift - 1);
-  if (rem > half || (rem == half && (code & 1u))) ++code;
-  return code;
-}
-
-MINDIESD_HD float decode_finite(uint32_t code, int man, int bias) {
-  const uint32_t e = code >> man;
-  const uint32_t m = code & ((1u << man) - 1);
-  if (e == 0) {
-    if (m == 0) return 0.0f;
-    const int top = 31 - count_leading_zeros(m);
-    const uint32_t fe = static_cast<uint32_t>(top + 1 - bias - man + 127);
-    return bits_float((fe << 23) | ((m << (23 - top)) & 0x7fffffu));
-  }
-  return bits_float(((e - static_cast<uint32_t>(bias) + 127) << 23) | (m << (23 - man)));
-}
-
-MINDIESD_HD uint8_t to_f8_e4m3(float f) {
-  const uint32_t u = float_bits(f);
-  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u || a >= 0x43f00000u) return sign | 0x7f;  // NaN, or >= 480: NaN
-  const uint32_t code = encode_rne(a, 3, 7);
-  return sign | static_cast<uint8_t>(code > 0x7f ? 0x7f : code);
-}
-MINDIESD_HD float from_f8_e4m3(uint8_t b) {
-  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
-  if ((b & 0x7fu) == 0x7fu) return bits_float(sign | 0x7fc00000u);
-  return bits_float(sign | float_bits(decode_finite(b & 0x7fu, 3, 7)));
-}
-MINDIESD_HD uint8_t to_f8_e5m2(float f) {
-  const uint32_t u = float_bits(f);
-  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7f;
-  if (a >= 0x47800000u) return sign | 0x7c;
-  return sign | static_cast<uint8_t>(encode_rne(a, 2, 15));
-}
-MINDIESD_HD float from_f8_e5m2(uint8_t b) {
-  __half_raw r;
-  r.x = static_cast<unsigned short>(b << 8);  // e5m2 is the top byte of an f16
-  return __half2float(__half(r));
-}
+// The fp8 conversions are core's (mindiesd/core/dtype.h), compiled for the device too.
 
 // Float to integer as core's f32_to_int: NaN -> 0, clamp, truncate. The comparisons are done
 // in f32, which is exact: no float lies strictly between a bound and its f32 rounding.
@@ -160,14 +71,14 @@ struct Traits<DType::bf16> {
 template <>
 struct Traits<DType::f8_e4m3> {
   using T = uint8_t;
-  static MINDIESD_HD float to_f32(T v) { return from_f8_e4m3(v); }
-  static MINDIESD_HD T from_f32(float v) { return to_f8_e4m3(v); }
+  static MINDIESD_HD float to_f32(T v) { return f8_e4m3_to_f32(v); }
+  static MINDIESD_HD T from_f32(float v) { return f32_to_f8_e4m3(v); }
 };
 template <>
 struct Traits<DType::f8_e5m2> {
   using T = uint8_t;
-  static MINDIESD_HD float to_f32(T v) { return from_f8_e5m2(v); }
-  static MINDIESD_HD T from_f32(float v) { return to_f8_e5m2(v); }
+  static MINDIESD_HD float to_f32(T v) { return f8_e5m2_to_f32(v); }
+  static MINDIESD_HD T from_f32(float v) { return f32_to_f8_e5m2(v); }
 };
 
 template <typename I, int64_t Lo, int64_t Hi>
