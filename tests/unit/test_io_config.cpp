@@ -1,60 +1,22 @@
 // ConfigReader and the typed diffusers configs: real configs as published, diffusers' defaults,
 // unknown-field tracking, and one test per kind of bad field (kind + file + field in the message).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/config.h"
+#include "test_util.h"
 
 namespace mindiesd::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("mindiesd_test_io_cfg_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-void write_text(const fs::path& p, std::string_view bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-template <typename F>
-void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a mindiesd::Error of kind " << error_kind_name(kind);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    const std::string msg = e.what();
-    for (std::string_view n : needles) {
-      EXPECT_NE(msg.find(n), std::string::npos)
-          << "message \"" << msg << "\" lacks \"" << n << "\"";
-    }
-  }
-}
+using test::expect_error;
+using test::TempDir;
+using test::write_file;
 
 ConfigReader reader(std::string_view json) { return ConfigReader::from_string(json, "cfg.json"); }
 
@@ -258,15 +220,15 @@ TEST(IoConfigReader, TooDeep) {
 }
 
 TEST(IoConfigReader, FromFile) {
-  TempDir dir;
+  TempDir dir("io_cfg");
   const fs::path p = dir / "config.json";
-  write_text(p, R"({"x": 1})");
+  write_file(p, R"({"x": 1})");
   ConfigReader r = ConfigReader::from_file(p);
   EXPECT_EQ(r.source(), p.string());
   EXPECT_EQ(r.required<int64_t>("x"), 1);
   expect_error([&] { ConfigReader::from_file(dir / "absent.json"); }, ErrorKind::NotFound,
                {"absent.json"});
-  write_text(p, R"({"x": )");
+  write_file(p, R"({"x": )");
   expect_error([&] { ConfigReader::from_file(p); }, ErrorKind::Corrupt, {p.string()});
 }
 

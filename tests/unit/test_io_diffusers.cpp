@@ -1,64 +1,24 @@
 // DiffusersFolder: pipeline and single-component folders laid out as diffusers saves them,
 // weight variants and sharded weights, and the errors for missing or malformed pieces.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/diffusers.h"
+#include "test_util.h"
 
 namespace mindiesd::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("mindiesd_test_io_df_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-void write_text(const fs::path& p, std::string_view bytes) {
-  fs::create_directories(p.parent_path());
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-template <typename F>
-void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a mindiesd::Error of kind " << error_kind_name(kind);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    const std::string msg = e.what();
-    for (std::string_view n : needles) {
-      EXPECT_NE(msg.find(n), std::string::npos)
-          << "message \"" << msg << "\" lacks \"" << n << "\"";
-    }
-  }
-}
+using test::expect_error;
+using test::TempDir;
+using test::write_file;
 
 Tensor zeros_of(const Shape& shape, DType dtype = DType::bf16) {
   Tensor t = Tensor::empty(shape, dtype);
@@ -73,7 +33,7 @@ void write_weights(const fs::path& p, const std::string& name, DType dtype = DTy
 
 // A small Flux-like pipeline folder with every kind of component.
 void make_pipeline(const fs::path& root) {
-  write_text(root / "model_index.json", R"({
+  write_file(root / "model_index.json", R"({
     "_class_name": "FluxPipeline",
     "_diffusers_version": "0.30.0.dev0",
     "force_zeros_for_empty_prompt": true,
@@ -85,31 +45,31 @@ void make_pipeline(const fs::path& root) {
     "transformer": ["diffusers", "FluxTransformer2DModel"],
     "vae": ["diffusers", "AutoencoderKL"]
   })");
-  write_text(root / "scheduler" / "scheduler_config.json",
+  write_file(root / "scheduler" / "scheduler_config.json",
              R"({"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 3.0})");
-  write_text(root / "text_encoder" / "config.json",
+  write_file(root / "text_encoder" / "config.json",
              R"({"architectures": ["CLIPTextModel"], "hidden_size": 32,
                  "transformers_version": "4.44.0"})");
   write_weights(root / "text_encoder" / "model.safetensors", "text_model.embeddings.weight");
   for (const char* f :
        {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"}) {
-    write_text(root / "tokenizer" / f, "{}");
+    write_file(root / "tokenizer" / f, "{}");
   }
-  write_text(root / "transformer" / "config.json",
+  write_file(root / "transformer" / "config.json",
              R"({"_class_name": "FluxTransformer2DModel", "num_layers": 1})");
   write_weights(root / "transformer" / "diffusion_pytorch_model-00001-of-00002.safetensors", "a");
   write_weights(root / "transformer" / "diffusion_pytorch_model-00002-of-00002.safetensors", "b");
-  write_text(root / "transformer" / "diffusion_pytorch_model.safetensors.index.json",
+  write_file(root / "transformer" / "diffusion_pytorch_model.safetensors.index.json",
              R"({"metadata": {"total_size": 24}, "weight_map": {
                  "a": "diffusion_pytorch_model-00001-of-00002.safetensors",
                  "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}})");
-  write_text(root / "vae" / "config.json", R"({"_class_name": "AutoencoderKL"})");
+  write_file(root / "vae" / "config.json", R"({"_class_name": "AutoencoderKL"})");
   write_weights(root / "vae" / "diffusion_pytorch_model.safetensors", "decoder.w", DType::f32);
   write_weights(root / "vae" / "diffusion_pytorch_model.fp16.safetensors", "decoder.w", DType::f16);
 }
 
 TEST(IoDiffusers, OpensPipelineFolder) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   const DiffusersFolder f = DiffusersFolder::open(dir.path());
   EXPECT_TRUE(f.is_pipeline());
@@ -162,7 +122,7 @@ TEST(IoDiffusers, OpensPipelineFolder) {
 }
 
 TEST(IoDiffusers, PreferredVariant) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   DiffusersOpenOptions o;
   o.variant = "fp16";
@@ -174,8 +134,8 @@ TEST(IoDiffusers, PreferredVariant) {
 }
 
 TEST(IoDiffusers, OnlyVariantWeightsPicksBf16First) {
-  TempDir dir;
-  write_text(dir / "config.json", R"({"_class_name": "AutoencoderKL",
+  TempDir dir("io_df");
+  write_file(dir / "config.json", R"({"_class_name": "AutoencoderKL",
                                       "_diffusers_version": "0.31.0"})");
   write_weights(dir / "diffusion_pytorch_model.fp16.safetensors", "w", DType::f16);
   write_weights(dir / "diffusion_pytorch_model.bf16.safetensors", "w", DType::bf16);
@@ -185,11 +145,11 @@ TEST(IoDiffusers, OnlyVariantWeightsPicksBf16First) {
 }
 
 TEST(IoDiffusers, ShardedVariantIndex) {
-  TempDir dir;
-  write_text(dir / "config.json", R"({"_class_name": "WanTransformer3DModel"})");
+  TempDir dir("io_df");
+  write_file(dir / "config.json", R"({"_class_name": "WanTransformer3DModel"})");
   write_weights(dir / "diffusion_pytorch_model.fp16-00001-of-00002.safetensors", "a");
   write_weights(dir / "diffusion_pytorch_model.fp16-00002-of-00002.safetensors", "b");
-  write_text(dir / "diffusion_pytorch_model.safetensors.index.fp16.json",
+  write_file(dir / "diffusion_pytorch_model.safetensors.index.fp16.json",
              R"({"weight_map": {"a": "diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
                                 "b": "diffusion_pytorch_model.fp16-00002-of-00002.safetensors"}})");
   const DiffusersFolder f = DiffusersFolder::open(dir.path());
@@ -201,7 +161,7 @@ TEST(IoDiffusers, ShardedVariantIndex) {
 }
 
 TEST(IoDiffusers, SingleComponentFolder) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   const DiffusersFolder f = DiffusersFolder::open(dir / "vae");
   EXPECT_FALSE(f.is_pipeline());
@@ -221,14 +181,14 @@ TEST(IoDiffusers, SingleComponentFolder) {
 }
 
 TEST(IoDiffusers, PathToModelIndexMeansItsFolder) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   EXPECT_TRUE(DiffusersFolder::open(dir / "model_index.json").is_pipeline());
 }
 
 TEST(IoDiffusers, SymlinkedFilesAsInTheHubCache) {
   // huggingface_hub snapshots are folders of symlinks into a blobs/ folder.
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir / "blobs");
   const fs::path snap = dir / "snapshot";
   fs::create_directories(snap / "vae");
@@ -245,14 +205,14 @@ TEST(IoDiffusers, SymlinkedFilesAsInTheHubCache) {
 }
 
 TEST(IoDiffusers, UnknownComponentName) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   const DiffusersFolder f = DiffusersFolder::open(dir.path());
   expect_error([&] { f.component("unet"); }, ErrorKind::NotFound, {"'unet'", "transformer, vae"});
 }
 
 TEST(IoDiffusers, ComponentWithoutWeights) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   fs::remove(dir / "vae" / "diffusion_pytorch_model.safetensors");
   fs::remove(dir / "vae" / "diffusion_pytorch_model.fp16.safetensors");
@@ -265,19 +225,19 @@ TEST(IoDiffusers, ComponentWithoutWeights) {
 // ---- errors ---------------------------------------------------------------------------------
 
 TEST(IoDiffusersBad, FolderMissing) {
-  TempDir dir;
+  TempDir dir("io_df");
   expect_error([&] { DiffusersFolder::open(dir / "nope"); }, ErrorKind::NotFound, {"nope"});
 }
 
 TEST(IoDiffusersBad, NotADiffusersFolder) {
-  TempDir dir;
-  write_text(dir / "README.md", "hello");
+  TempDir dir("io_df");
+  write_file(dir / "README.md", "hello");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::NotFound,
                {dir.path().string(), "model_index.json", "config.json"});
 }
 
 TEST(IoDiffusersBad, ComponentFolderMissing) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   fs::remove_all(dir / "vae");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::NotFound,
@@ -285,7 +245,7 @@ TEST(IoDiffusersBad, ComponentFolderMissing) {
 }
 
 TEST(IoDiffusersBad, ComponentConfigMissing) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   fs::remove(dir / "transformer" / "config.json");
   expect_error(
@@ -294,7 +254,7 @@ TEST(IoDiffusersBad, ComponentConfigMissing) {
 }
 
 TEST(IoDiffusersBad, SchedulerConfigMissing) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
   fs::remove(dir / "scheduler" / "scheduler_config.json");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::NotFound,
@@ -302,56 +262,56 @@ TEST(IoDiffusersBad, SchedulerConfigMissing) {
 }
 
 TEST(IoDiffusersBad, ModelIndexMalformed) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
-  write_text(dir / "model_index.json", R"({"_class_name": "FluxPipeline", "vae": [)");
+  write_file(dir / "model_index.json", R"({"_class_name": "FluxPipeline", "vae": [)");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {(dir / "model_index.json").string(), "not valid JSON"});
 }
 
 TEST(IoDiffusersBad, ModelIndexNotAnObject) {
-  TempDir dir;
-  write_text(dir / "model_index.json", R"(["FluxPipeline"])");
+  TempDir dir("io_df");
+  write_file(dir / "model_index.json", R"(["FluxPipeline"])");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {"model_index.json", "object"});
 }
 
 TEST(IoDiffusersBad, ModelIndexWithoutClassName) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
-  write_text(dir / "model_index.json", R"({"vae": ["diffusers", "AutoencoderKL"]})");
+  write_file(dir / "model_index.json", R"({"vae": ["diffusers", "AutoencoderKL"]})");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {"model_index.json", "_class_name"});
 }
 
 TEST(IoDiffusersBad, ComponentNameLeavesFolder) {
-  TempDir dir;
-  write_text(dir / "model_index.json",
+  TempDir dir("io_df");
+  write_file(dir / "model_index.json",
              R"({"_class_name": "P", "../outside": ["diffusers", "AutoencoderKL"]})");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {"model_index.json", "'../outside'", "not a folder name"});
 }
 
 TEST(IoDiffusersBad, ComponentConfigMalformed) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
-  write_text(dir / "vae" / "config.json", R"({"_class_name": "AutoencoderKL",,})");
+  write_file(dir / "vae" / "config.json", R"({"_class_name": "AutoencoderKL",,})");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {(dir / "vae" / "config.json").string(), "JSON"});
 }
 
 TEST(IoDiffusersBad, ComponentConfigNotAnObject) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
-  write_text(dir / "vae" / "config.json", "42");
+  write_file(dir / "vae" / "config.json", "42");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {(dir / "vae" / "config.json").string(), "object"});
 }
 
 TEST(IoDiffusersBad, WeightIndexMalformed) {
-  TempDir dir;
+  TempDir dir("io_df");
   make_pipeline(dir.path());
-  write_text(dir / "transformer" / "diffusion_pytorch_model.safetensors.index.json", "{oops");
+  write_file(dir / "transformer" / "diffusion_pytorch_model.safetensors.index.json", "{oops");
   expect_error([&] { DiffusersFolder::open(dir.path()); }, ErrorKind::Corrupt,
                {"diffusion_pytorch_model.safetensors.index.json"});
 }

@@ -3,14 +3,11 @@
 // truncated / corrupt / hostile inputs.
 #include <gtest/gtest.h>
 #include <png.h>
-#include <unistd.h>
 #include <zlib.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -19,49 +16,15 @@
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/png.h"
+#include "test_util.h"
 
 namespace mindiesd::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() / ("mindiesd_test_io_png_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-void write_bytes(const fs::path& p, std::string_view bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-template <typename F>
-void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a mindiesd::Error of kind " << error_kind_name(kind);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    const std::string msg = e.what();
-    for (std::string_view n : needles) {
-      EXPECT_NE(msg.find(n), std::string::npos)
-          << "message \"" << msg << "\" lacks \"" << n << "\"";
-    }
-  }
-}
+using test::expect_error;
+using test::TempDir;
+using test::write_file;
 
 std::span<const uint8_t> as_bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -146,7 +109,7 @@ TEST(IoPng, RoundTripInMemory) {
 }
 
 TEST(IoPng, RoundTripFile) {
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "out.png";
   const Tensor img = patterned(5, 9, 3);
   write_png(p, img, 9);
@@ -265,7 +228,7 @@ bool write_interlaced(const char* path, const Tensor& rgb) {
 }
 
 TEST(IoPng, InterlacedIsDeinterlaced) {
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "adam7.png";
   const Tensor img = patterned(11, 9, 3);
   ASSERT_TRUE(write_interlaced(p.c_str(), img));
@@ -275,21 +238,21 @@ TEST(IoPng, InterlacedIsDeinterlaced) {
 // ---- bad input ------------------------------------------------------------------------------
 
 TEST(IoPngBad, FileMissing) {
-  TempDir dir;
+  TempDir dir("io_png");
   expect_error([&] { read_png(dir / "none.png"); }, ErrorKind::NotFound, {"none.png"});
 }
 
 TEST(IoPngBad, EmptyFile) {
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "empty.png";
-  write_bytes(p, "");
+  write_file(p, "");
   expect_error([&] { read_png(p); }, ErrorKind::Corrupt, {p.string(), "not a PNG"});
 }
 
 TEST(IoPngBad, NotAPng) {
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "fake.png";
-  write_bytes(p, "GIF89a this is not a png at all");
+  write_file(p, "GIF89a this is not a png at all");
   expect_error([&] { read_png(p); }, ErrorKind::Corrupt, {p.string(), "bad signature"});
   expect_error([] { decode_png(as_bytes("xx"), "upload.png"); }, ErrorKind::Corrupt,
                {"upload.png"});
@@ -297,9 +260,9 @@ TEST(IoPngBad, NotAPng) {
 
 TEST(IoPngBad, TruncatedInPixelData) {
   const std::vector<uint8_t> good = encode_png(patterned(32, 32, 3), 0);
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "trunc.png";
-  write_bytes(p, std::string_view(reinterpret_cast<const char*>(good.data()), good.size() / 2));
+  write_file(p, std::string_view(reinterpret_cast<const char*>(good.data()), good.size() / 2));
   expect_error([&] { read_png(p); }, ErrorKind::Corrupt, {p.string(), "corrupt PNG"});
 }
 
@@ -359,7 +322,7 @@ TEST(IoPngBad, DecompressionBombRefusedBeforeAllocating) {
 }
 
 TEST(IoPngBad, WriteWrongDType) {
-  TempDir dir;
+  TempDir dir("io_png");
   const fs::path p = dir / "f.png";
   expect_error(
       [&] {

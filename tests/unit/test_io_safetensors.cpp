@@ -2,12 +2,9 @@
 // one test per kind of broken file (each asserts the error kind and that the message names the
 // file and the tensor or field).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -15,40 +12,16 @@
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/safetensors.h"
+#include "test_util.h"
 
 namespace mindiesd::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("mindiesd_test_io_st_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-void write_text(const fs::path& p, std::string_view bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using test::expect_error;
+using test::read_file;
+using test::TempDir;
+using test::write_file;
 
 // A safetensors image with an explicit header length field.
 std::string image_with_length(uint64_t n, std::string_view rest) {
@@ -64,27 +37,12 @@ std::string image(std::string header, std::string_view data, bool pad = false) {
   return image_with_length(header.size(), header + std::string(data));
 }
 
-template <typename F>
-void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string_view> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a mindiesd::Error of kind " << error_kind_name(kind);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    const std::string msg = e.what();
-    for (std::string_view n : needles) {
-      EXPECT_NE(msg.find(n), std::string::npos)
-          << "message \"" << msg << "\" lacks \"" << n << "\"";
-    }
-  }
-}
-
 // Opening `bytes` written to a file fails with `kind`, naming the file and `needles`.
 void expect_open_error(std::string_view bytes, ErrorKind kind,
                        std::initializer_list<std::string_view> needles) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "bad.safetensors";
-  write_text(p, bytes);
+  write_file(p, bytes);
   expect_error([&] { SafetensorsFile::open(p); }, kind, {p.string()});
   expect_error([&] { SafetensorsFile::open(p); }, kind, needles);
 }
@@ -107,7 +65,7 @@ const char* kOneF32 = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})
 // ---- round trips ----------------------------------------------------------------------------
 
 TEST(IoSafetensors, RoundTripEveryDType) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "all.safetensors";
   std::vector<std::pair<std::string, Tensor>> ts;
   const DType types[] = {DType::f32, DType::f16, DType::bf16, DType::f8_e4m3, DType::f8_e5m2,
@@ -135,7 +93,7 @@ TEST(IoSafetensors, RoundTripEveryDType) {
 }
 
 TEST(IoSafetensors, RoundTripEmptyScalarAndZeroSized) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "odd.safetensors";
   save_safetensors(p, {{"scalar", patterned({}, DType::f32)},
                        {"empty", Tensor::empty({0, 3}, DType::bf16)},
@@ -154,7 +112,7 @@ TEST(IoSafetensors, RoundTripEmptyScalarAndZeroSized) {
 }
 
 TEST(IoSafetensors, NamesAreSorted) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "n.safetensors";
   save_safetensors(p, {{"zeta", patterned({2}, DType::f32)},
                        {"alpha", patterned({2}, DType::f32)},
@@ -164,7 +122,7 @@ TEST(IoSafetensors, NamesAreSorted) {
 }
 
 TEST(IoSafetensors, ZeroCopyViewLiesInsideMapping) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "z.safetensors";
   save_safetensors(p, {{"a", patterned({4, 4}, DType::f32)}, {"b", patterned({8}, DType::bf16)}});
   const auto f = SafetensorsFile::open(p);
@@ -180,7 +138,7 @@ TEST(IoSafetensors, ZeroCopyViewLiesInsideMapping) {
 }
 
 TEST(IoSafetensors, TensorKeepsMappingAlive) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "k.safetensors";
   const Tensor src = patterned({64}, DType::f32);
   save_safetensors(p, {{"w", src}});
@@ -194,10 +152,10 @@ TEST(IoSafetensors, TensorKeepsMappingAlive) {
 }
 
 TEST(IoSafetensors, HeaderPaddedWithSpacesToMultipleOf8) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "pad.safetensors";
   save_safetensors(p, {{"w", patterned({3}, DType::u8)}}, {{"k", "v"}});
-  const std::string raw = read_text(p);
+  const std::string raw = read_file(p);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
   EXPECT_EQ(n % 8, 0u);
@@ -211,7 +169,7 @@ TEST(IoSafetensors, HeaderPaddedWithSpacesToMultipleOf8) {
 }
 
 TEST(IoSafetensors, WriterKeepsGivenOrder) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "order.safetensors";
   save_safetensors(p, {{"z", patterned({2}, DType::f32)},
                        {"a", patterned({3}, DType::f32)},
@@ -223,7 +181,7 @@ TEST(IoSafetensors, WriterKeepsGivenOrder) {
 }
 
 TEST(IoSafetensors, WriterCopiesNonContiguousTensors) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "nc.safetensors";
   const Tensor src = Tensor::from_vector(std::vector<float>{0, 1, 2, 3, 4, 5}, {2, 3});
   const Tensor t = src.transpose(0, 1);  // (3, 2), not contiguous
@@ -237,12 +195,12 @@ TEST(IoSafetensors, WriterCopiesNonContiguousTensors) {
 }
 
 TEST(IoSafetensors, SerializeMatchesSave) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "s.safetensors";
   const std::vector<std::pair<std::string, Tensor>> ts = {{"a", patterned({5}, DType::f16)}};
   save_safetensors(p, ts, {{"m", "1"}});
   const std::vector<uint8_t> mem = serialize_safetensors(ts, {{"m", "1"}});
-  EXPECT_EQ(read_text(p), std::string(mem.begin(), mem.end()));
+  EXPECT_EQ(read_file(p), std::string(mem.begin(), mem.end()));
 }
 
 TEST(IoSafetensors, FromBufferParsesLikeAFile) {
@@ -263,9 +221,9 @@ TEST(IoSafetensors, MisalignedTensorIsCopiedAligned) {
   header.resize(61, ' ');
   float vals[2] = {1.5f, -2.25f};
   const std::string data(reinterpret_cast<const char*>(vals), 8);
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "mis.safetensors";
-  write_text(p, image(header, data));
+  write_file(p, image(header, data));
   const auto f = SafetensorsFile::open(p);
   ASSERT_EQ(f->header().data_offset % 4, 1u);
   const Tensor t = f->get("w");
@@ -295,9 +253,9 @@ TEST(IoSafetensors, GapsBetweenTensorsAreAllowed) {
 }
 
 TEST(IoSafetensors, UnsupportedDTypeOpensButGetFails) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "f64.safetensors";
-  write_text(p, image(R"({"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})",
+  write_file(p, image(R"({"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})",
                       std::string(16, '\0')));
   const auto f = SafetensorsFile::open(p);
   EXPECT_FALSE(f->info("d").dtype.has_value());
@@ -308,19 +266,19 @@ TEST(IoSafetensors, UnsupportedDTypeOpensButGetFails) {
 // ---- writer errors --------------------------------------------------------------------------
 
 TEST(IoSafetensors, WriterRejectsDuplicateNames) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "dup.safetensors";
-  write_text(p, "previous");
+  write_file(p, "previous");
   expect_error(
       [&] {
         save_safetensors(p, {{"w", patterned({1}, DType::f32)}, {"w", patterned({1}, DType::f32)}});
       },
       ErrorKind::InvalidArgument, {p.string(), "'w'", "twice"});
-  EXPECT_EQ(read_text(p), "previous");  // the failed save left the old file alone
+  EXPECT_EQ(read_file(p), "previous");  // the failed save left the old file alone
 }
 
 TEST(IoSafetensors, WriterRejectsUndefinedTensor) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error(
       [&] {
         save_safetensors(dir / "u.safetensors", {{"w", Tensor()}});
@@ -329,7 +287,7 @@ TEST(IoSafetensors, WriterRejectsUndefinedTensor) {
 }
 
 TEST(IoSafetensors, WriterRejectsReservedName) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error(
       [&] {
         save_safetensors(dir / "r.safetensors", {{"__metadata__", patterned({1}, DType::u8)}});
@@ -338,7 +296,7 @@ TEST(IoSafetensors, WriterRejectsReservedName) {
 }
 
 TEST(IoSafetensors, WriterRejectsInt4) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error(
       [&] {
         save_safetensors(dir / "i4.safetensors", {{"q", Tensor::empty({4}, DType::i4)}});
@@ -347,7 +305,7 @@ TEST(IoSafetensors, WriterRejectsInt4) {
 }
 
 TEST(IoSafetensors, WriterFailureLeavesNoPartialFile) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path target = dir / "is_a_dir";
   fs::create_directories(target / "child");
   expect_error(
@@ -365,13 +323,13 @@ TEST(IoSafetensors, WriterFailureLeavesNoPartialFile) {
 // ---- broken files: one test per problem ----------------------------------------------------
 
 TEST(IoSafetensorsBad, FileMissing) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "missing.safetensors";
   expect_error([&] { SafetensorsFile::open(p); }, ErrorKind::NotFound, {p.string()});
 }
 
 TEST(IoSafetensorsBad, PathIsADirectory) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error([&] { SafetensorsFile::open(dir.path()); }, ErrorKind::InvalidArgument,
                {dir.path().string(), "directory"});
 }
@@ -553,9 +511,9 @@ TEST(IoSafetensorsBad, MetadataDuplicateKey) {
 }
 
 TEST(IoSafetensorsBad, GetUnknownName) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "g.safetensors";
-  write_text(p, image(kOneF32, std::string(8, '\0')));
+  write_file(p, image(kOneF32, std::string(8, '\0')));
   const auto f = SafetensorsFile::open(p);
   expect_error([&] { f->get("nope"); }, ErrorKind::NotFound, {p.string(), "'nope'"});
   expect_error([&] { f->info("nope"); }, ErrorKind::NotFound, {p.string(), "'nope'"});
@@ -570,7 +528,7 @@ void write_sharded(const fs::path& dir, const std::string& index_json) {
       {{"a.weight", patterned({4, 4}, DType::bf16)}, {"a.bias", patterned({4}, DType::f32)}});
   save_safetensors(dir / "model-00002-of-00002.safetensors",
                    {{"b.weight", patterned({2, 4}, DType::bf16)}});
-  write_text(dir / "model.safetensors.index.json", index_json);
+  write_file(dir / "model.safetensors.index.json", index_json);
 }
 
 const char* kIndex = R"({"metadata": {"total_size": 60}, "weight_map": {
@@ -579,7 +537,7 @@ const char* kIndex = R"({"metadata": {"total_size": 60}, "weight_map": {
   "b.weight": "model-00002-of-00002.safetensors"}})";
 
 TEST(IoWeightStore, SingleFile) {
-  TempDir dir;
+  TempDir dir("io_st");
   const fs::path p = dir / "w.safetensors";
   save_safetensors(p, {{"x", patterned({3}, DType::f32)}});
   const WeightStore s = WeightStore::open(p);
@@ -591,7 +549,7 @@ TEST(IoWeightStore, SingleFile) {
 }
 
 TEST(IoWeightStore, ShardedIndex) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), kIndex);
   const WeightStore s = WeightStore::open(dir / "model.safetensors.index.json");
   EXPECT_TRUE(s.sharded());
@@ -614,28 +572,28 @@ TEST(IoWeightStore, ShardedIndex) {
 }
 
 TEST(IoWeightStore, Directory) {
-  TempDir dir;
+  TempDir dir("io_st");
   save_safetensors(dir / "a.safetensors", {{"x", patterned({2}, DType::f32)}});
   save_safetensors(dir / "b.safetensors", {{"y", patterned({2}, DType::f16)}});
-  write_text(dir / "notes.txt", "ignored");
+  write_file(dir / "notes.txt", "ignored");
   const WeightStore s = WeightStore::open(dir.path());
   EXPECT_EQ(s.names(), (std::vector<std::string>{"x", "y"}));
   EXPECT_EQ(s.files().size(), 2u);
 }
 
 TEST(IoWeightStore, DirectoryWithoutWeights) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error([&] { WeightStore::open(dir.path()); }, ErrorKind::NotFound,
                {dir.path().string(), "no *.safetensors"});
 }
 
 TEST(IoWeightStore, PathMissing) {
-  TempDir dir;
+  TempDir dir("io_st");
   expect_error([&] { WeightStore::open(dir / "nope"); }, ErrorKind::NotFound, {"nope"});
 }
 
 TEST(IoWeightStore, NameInTwoFiles) {
-  TempDir dir;
+  TempDir dir("io_st");
   save_safetensors(dir / "a.safetensors", {{"x", patterned({2}, DType::f32)}});
   save_safetensors(dir / "b.safetensors", {{"x", patterned({2}, DType::f32)}});
   expect_error([&] { WeightStore::open(dir.path()); }, ErrorKind::Corrupt,
@@ -643,7 +601,7 @@ TEST(IoWeightStore, NameInTwoFiles) {
 }
 
 TEST(IoWeightStore, IndexShardMissing) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), kIndex);
   fs::remove(dir / "model-00002-of-00002.safetensors");
   const fs::path idx = dir / "model.safetensors.index.json";
@@ -652,7 +610,7 @@ TEST(IoWeightStore, IndexShardMissing) {
 }
 
 TEST(IoWeightStore, IndexNamesDuplicatedAcrossShards) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), kIndex);
   save_safetensors(
       dir / "model-00002-of-00002.safetensors",
@@ -663,7 +621,7 @@ TEST(IoWeightStore, IndexNamesDuplicatedAcrossShards) {
 }
 
 TEST(IoWeightStore, IndexMapsNameAbsentFromShard) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": {
     "a.weight": "model-00001-of-00002.safetensors",
     "ghost": "model-00002-of-00002.safetensors"}})");
@@ -673,14 +631,14 @@ TEST(IoWeightStore, IndexMapsNameAbsentFromShard) {
 }
 
 TEST(IoWeightStore, IndexWithoutWeightMap) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"metadata": {}})");
   const fs::path idx = dir / "model.safetensors.index.json";
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt, {idx.string(), "weight_map"});
 }
 
 TEST(IoWeightStore, IndexWeightMapNotAnObject) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": ["a.weight"]})");
   const fs::path idx = dir / "model.safetensors.index.json";
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt,
@@ -688,31 +646,31 @@ TEST(IoWeightStore, IndexWeightMapNotAnObject) {
 }
 
 TEST(IoWeightStore, IndexShardNameNotAString) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": {"a.weight": 1}})");
   const fs::path idx = dir / "model.safetensors.index.json";
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt, {idx.string(), "'a.weight'"});
 }
 
 TEST(IoWeightStore, IndexShardOutsideFolder) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": {"a.weight": "../elsewhere.safetensors"}})");
   const fs::path idx = dir / "model.safetensors.index.json";
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt,
                {idx.string(), "'a.weight'", "../elsewhere.safetensors"});
-  write_text(idx, R"({"weight_map": {"a.weight": "/etc/passwd"}})");
+  write_file(idx, R"({"weight_map": {"a.weight": "/etc/passwd"}})");
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt, {"/etc/passwd"});
 }
 
 TEST(IoWeightStore, IndexMalformedJson) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": {"a.weight": )");
   const fs::path idx = dir / "model.safetensors.index.json";
   expect_error([&] { WeightStore::open(idx); }, ErrorKind::Corrupt, {idx.string(), "JSON"});
 }
 
 TEST(IoWeightStore, IndexDuplicateKey) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), R"({"weight_map": {
     "a.weight": "model-00001-of-00002.safetensors",
     "a.weight": "model-00002-of-00002.safetensors"}})");
@@ -722,9 +680,9 @@ TEST(IoWeightStore, IndexDuplicateKey) {
 }
 
 TEST(IoWeightStore, CorruptShardNamesTheShard) {
-  TempDir dir;
+  TempDir dir("io_st");
   write_sharded(dir.path(), kIndex);
-  write_text(dir / "model-00002-of-00002.safetensors", "garbage!garbage!");
+  write_file(dir / "model-00002-of-00002.safetensors", "garbage!garbage!");
   expect_error([&] { WeightStore::open(dir / "model.safetensors.index.json"); }, ErrorKind::Corrupt,
                {"model-00002-of-00002.safetensors"});
 }
