@@ -45,8 +45,9 @@ DType promote_types(DType a, DType b) {
   if (fb) return b;
   if (a == DType::boolean) return b;
   if (b == DType::boolean) return a;
-  return dtype_bits(a) >= dtype_bits(b) ? (a == DType::u8 && b == DType::i8 ? DType::i32 : a)
-                                        : (b == DType::u8 && a == DType::i8 ? DType::i32 : b);
+  // u8 with i8 needs a signed type holding both ranges (PyTorch picks i16, which we lack).
+  if ((a == DType::u8 && b == DType::i8) || (a == DType::i8 && b == DType::u8)) return DType::i32;
+  return dtype_bits(a) >= dtype_bits(b) ? a : b;
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* what) {
@@ -67,7 +68,7 @@ Tensor unary(const Tensor& x, UnaryKind kind, float alpha, float beta) {
   const DType t = is_floating(x.dtype()) ? x.dtype() : DType::f32;
   Tensor out = Tensor::empty(x.shape(), t, x.device());
   const UnaryParams p{kind, alpha, beta};
-  run(OpId::unary, {x.expand(x.shape())}, out, &p);
+  run(OpId::unary, {x}, out, &p);
   return out;
 }
 

@@ -334,8 +334,7 @@ void Tensor::copy_(const Tensor& src) const {
   // move the bytes with the device backend's copy, then scatter if this view is strided.
   const Device dev = device().is_cpu() ? s.device() : device();
   Backend& b = backend_for(dev);
-  Tensor staged = s.is_contiguous() && s.dtype() == dtype_ && s.shape() == shape_ ? s : s.to(dtype_).contiguous();
-  if (staged.shape() != shape_) staged = staged.contiguous();
+  const Tensor staged = s.to(dtype_).contiguous();
   const Tensor dst = is_contiguous() ? *this : empty(shape_, dtype_, device());
   const CopyKind kind = device().is_cpu() ? CopyKind::DeviceToHost : CopyKind::HostToDevice;
   Stream& stream = b.default_stream(dev.index);

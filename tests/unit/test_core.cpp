@@ -108,6 +108,16 @@ TEST(Tensor, PackedInt4RoundTrips) {
   EXPECT_EQ(q.to_vector(), (std::vector<float>{-8, -3, 0, 7, 2, -2, 7, -8}));
 }
 
+TEST(Ops, TypePromotion) {
+  EXPECT_EQ(ops::promote_types(DType::bf16, DType::f32), DType::f32);
+  EXPECT_EQ(ops::promote_types(DType::bf16, DType::f16), DType::f32);
+  EXPECT_EQ(ops::promote_types(DType::i64, DType::bf16), DType::bf16);
+  EXPECT_EQ(ops::promote_types(DType::i8, DType::u8), DType::i32);
+  EXPECT_EQ(ops::promote_types(DType::u8, DType::i8), DType::i32);
+  EXPECT_EQ(ops::promote_types(DType::i32, DType::i64), DType::i64);
+  EXPECT_EQ(ops::promote_types(DType::boolean, DType::u8), DType::u8);
+}
+
 TEST(Allocator, CachesBlocksAndTracksPeak) {
   CachingAllocator alloc("test", [](size_t n) { return std::aligned_alloc(64, n); },
                          [](void* p) { std::free(p); });

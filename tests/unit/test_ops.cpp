@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <string>
 
@@ -107,7 +108,16 @@ void run_case(const Case& c) {
       const Tensor t = base[i].to(d);
       in.push_back(c.inputs[i].view ? c.inputs[i].view(t) : t);
     }
-    const Tensor out = c.run(in);
+    Tensor out;
+    try {
+      out = c.run(in);
+    } catch (const Error& e) {
+      // A backend still growing its op set reports the gap loudly but does not fail the
+      // case; the CPU backend must implement everything.
+      if (d.is_cpu() || e.kind() != ErrorKind::Unsupported) throw;
+      std::printf("  [not on %s] %s: %s\n", d.str().c_str(), c.name.c_str(), e.what());
+      continue;
+    }
     ASSERT_EQ(out.device(), d) << c.name;
     compare(ref::from_tensor(out), want, tolerance(c.tol_dtype, c.cls), c.name + " on " + d.str());
   }
