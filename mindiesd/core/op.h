@@ -35,7 +35,9 @@ class Stream;
   X(gather)       /* IndexParams: torch.gather semantics */               \
   X(conv)         /* ConvParams: 1-3 spatial dims, groups, bias */        \
   X(interpolate)  /* InterpolateParams: nearest, bilinear */              \
-  X(random)       /* RandomParams: Philox uniform / normal */
+  X(random)       /* RandomParams: Philox uniform / normal */           \
+  X(attention)    /* AttentionParams: dense, flash-style */               \
+  X(attention_varlen) /* AttentionParams: packed sequences, cu_seqlens */
 
 enum class OpId : uint8_t {
 #define MINDIESD_OP_ENUM(name) name,

@@ -109,4 +109,15 @@ struct RandomParams {
   float b = 1.0f;  // uniform: high; normal: std
 };
 
+// attention: in0 q (B, Hq, Sq, D), in1 k (B, Hkv, Sk, D), in2 v (B, Hkv, Sk, Dv) as views with
+// any strides (the layouts BSND / BNSD / BSH are permuted views), optional in3 mask
+// broadcastable to (B, Hq, Sq, Sk): boolean (true = attend) or float (added to the logits);
+// out (B, Hq, Sq, Dv), also any strides. Hq must be a multiple of Hkv (GQA / MQA).
+// attention_varlen: in0 q (Tq, Hq, D), in1 k (Tk, Hkv, D), in2 v (Tk, Hkv, Dv), in3
+// cu_seqlens_q (B + 1, i32), in4 cu_seqlens_k (B + 1, i32); out (Tq, Hq, Dv).
+struct AttentionParams {
+  float scale = 0.0f;   // applied to q.k; the front end fills 1/sqrt(D) by default
+  bool causal = false;  // query i attends keys j <= i + (Sk - Sq) (bottom-right aligned)
+};
+
 }  // namespace mindiesd

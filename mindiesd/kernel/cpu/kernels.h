@@ -11,7 +11,8 @@
   X(layout)                             \
   X(conv)                               \
   X(interpolate)                        \
-  X(random)
+  X(random)                              \
+  X(attention)
 
 namespace mindiesd::cpu {
 #define MINDIESD_DECLARE_FAMILY(name) void register_##name##_kernels(KernelRegistry& r);
