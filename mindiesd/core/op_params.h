@@ -54,9 +54,12 @@ struct FillParams {
 };
 
 // matmul: in0 (..., M, K) @ in1 (..., K, N) [+ in2 bias (N)] -> (..., M, N); batch dims
-// broadcast. Accumulates in f32 whatever the input dtypes.
+// broadcast. Accumulates in f32 whatever the input dtypes; the optional activation is applied
+// to alpha * (a @ b) + bias in f32 before the output is rounded (a GEMM epilogue).
 struct MatmulParams {
   float alpha = 1.0f;
+  bool has_activation = false;
+  UnaryKind activation = UnaryKind::relu;  // gelu, gelu_tanh, silu, relu (when has_activation)
 };
 
 struct ConcatParams {

@@ -13,6 +13,17 @@ namespace mindiesd::cpu {
 
 namespace {
 
+// The oneDNN eltwise algorithm of a GEMM epilogue activation (silu = swish with alpha 1).
+dnnl::algorithm dnnl_eltwise(UnaryKind k) {
+  switch (k) {
+    case UnaryKind::gelu: return dnnl::algorithm::eltwise_gelu_erf;
+    case UnaryKind::gelu_tanh: return dnnl::algorithm::eltwise_gelu_tanh;
+    case UnaryKind::silu: return dnnl::algorithm::eltwise_swish;
+    case UnaryKind::relu: return dnnl::algorithm::eltwise_relu;
+    default: MINDIESD_THROW(Unsupported, "matmul epilogue activation ", static_cast<int>(k));
+  }
+}
+
 // oneDNN needs one of the two matrix dims to be unit-stride; anything else is copied.
 Tensor matrix_operand(const Tensor& t) {
   const int n = t.dim();
@@ -38,6 +49,13 @@ void matmul_kernel(const OpCall& c) {
   dnnl::memory::desc a_md = dnnl_desc(a), b_md = dnnl_desc(b), d_md = dnnl_desc(dst);
   dnnl::primitive_attr attr;
   if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (c.params && c.p<MatmulParams>().has_activation) {
+    dnnl::post_ops po;
+    // alpha is relu's negative slope (0) and swish's sigmoid scale (1).
+    const UnaryKind a = c.p<MatmulParams>().activation;
+    po.append_eltwise(1.0f, dnnl_eltwise(a), a == UnaryKind::relu ? 0.0f : 1.0f, 0.0f);
+    attr.set_post_ops(po);
+  }
   dnnl::matmul::primitive_desc pd;
   dnnl::memory::desc bias_md;
   Tensor bias_c;
