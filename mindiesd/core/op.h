@@ -37,7 +37,9 @@ class Stream;
   X(interpolate)  /* InterpolateParams: nearest, bilinear */              \
   X(random)       /* RandomParams: Philox uniform / normal */           \
   X(attention)    /* AttentionParams: dense, flash-style */               \
-  X(attention_varlen) /* AttentionParams: packed sequences, cu_seqlens */
+  X(attention_varlen) /* AttentionParams: packed sequences, cu_seqlens */ \
+  X(norm)         /* NormParams: layer / rms / group, DiT fusions */      \
+  X(rope)         /* RopeParams: rotary position embedding */
 
 enum class OpId : uint8_t {
 #define MINDIESD_OP_ENUM(name) name,

@@ -123,4 +123,57 @@ struct AttentionParams {
   bool causal = false;  // query i attends keys j <= i + (Sk - Sq) (bottom-right aligned)
 };
 
+// ---- norm (owned by the norm family: see mindiesd/kernel/cpu/norm.cpp) ----
+// Normalisation with the DiT fusions in one pass over memory. Inputs by position; an absent
+// optional is an undefined Tensor() (the dispatcher skips those when matching dtypes):
+//   in0 x         layer / rms: (..., C), normalised over the last dim; rows may be strided.
+//                 group: (N, C, S), the spatial dims flattened into S; any strides.
+//   in1 weight    (C) or undefined
+//   in2 bias      (C) or undefined
+//   in3 scale     layer / rms: x's shape (broadcast views with stride 0), or undefined
+//   in4 shift     likewise
+//   in5 residual  layer / rms: x's shape, or undefined
+// out0 y (x's shape); out1 sum (x's shape) iff residual is defined.
+// With s = x + residual when a residual is given (rounded to out1's dtype, then normalised, as
+// the unfused `h = x + r; norm(h)` would), else s = x:
+//   y = (norm(s) * weight + bias) * (1 + scale) + shift
+// layer: (s - mean) / sqrt(var + eps), biased var; rms: s / sqrt(mean(s^2) + eps); group: layer
+// over each (n, group) block of C / groups channels x S. Statistics as shifted f32 partial sums
+// combined in f64 (accurate with far-off means and outlier channels), the rest in f32; one
+// rounding to the output dtype (two with round_normed). Dtypes: any of f32 / bf16 / f16 per
+// operand. Group norm takes no scale / shift / residual (Unsupported).
+enum class NormKind : uint8_t { layer, rms, group };
+struct NormParams {
+  NormKind kind = NormKind::layer;
+  float eps = 1e-5f;
+  int64_t groups = 1;  // group norm only
+  // diffusers RMSNorm with a half-precision weight casts norm(s) to the weight's dtype before
+  // multiplying (`hidden_states.to(self.weight.dtype) * self.weight`): round norm(s) through
+  // out0's dtype before the affine, so the result matches it bit for bit (rms only).
+  bool round_normed = false;
+};
+
+// ---- rope (owned by the rope family: see mindiesd/kernel/cpu/rope.cpp) ----
+// rope: in0 x, in1 cos, in2 sin, out -- 4-d views of one shape (B, S, H, D) with any strides,
+// D even. cos/sin hold the full-width tables as diffusers builds them (repeat_interleave(2)
+// of the D/2 frequencies for interleaved, cat([f, f]) for rotate_half) and are normally (S, D)
+// broadcast with stride 0 over B and H; any broadcast works (per-batch positions). x/out and
+// the tables may be f32, bf16 or f16; the math is f32:
+//   out = x * cos + rotate(x) * sin, each product rounded to f32 before the sum (no FMA),
+// which is diffusers' apply_rotary_emb(use_real=True) operation for operation, so f32 and
+// bf16 results match PyTorch bit for bit given the same tables. Every cos/sin entry is used
+// where it sits: the kernel never assumes the two copies of a frequency are equal.
+// out may be the very view x is (in place); any other overlap with x is not allowed.
+enum class RopeMode : uint8_t {
+  // pairs (i, i + D/2): rotate(x) = cat(-x[D/2:], x[:D/2]); GPT-NeoX style, diffusers'
+  // use_real_unbind_dim=-2 (Stable Audio, OmniGen, CogView4, Cosmos).
+  rotate_half,
+  // pairs (2i, 2i + 1): rotate(x)[2i] = -x[2i+1], rotate(x)[2i+1] = x[2i]; GPT-J style,
+  // diffusers' use_real_unbind_dim=-1 (FLUX, Wan, CogVideoX, HunyuanDiT, HunyuanVideo).
+  interleaved,
+};
+struct RopeParams {
+  RopeMode mode = RopeMode::rotate_half;
+};
+
 }  // namespace mindiesd

@@ -3,6 +3,7 @@
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op.h"
 #include "mindiesd/core/ops.h"
+#include "mindiesd/layer/activation.h"
 
 namespace mindiesd::layer {
 
@@ -57,11 +58,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
 }
 
 Tensor gated_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, UnaryKind act) {
-  MINDIESD_CHECK(weight.dim() == 2 && weight.size(0) % 2 == 0, InvalidArgument,
-                 "gated_linear: weight ", weight.shape().str(), " must have an even output dim");
-  const Tensor proj = gemm(x, weight, bias, std::nullopt, DType::f32);  // one rounding at the end
-  const std::vector<Tensor> halves = ops::chunk(proj, 2, -1);
-  return ops::mul(halves[0], ops::unary(halves[1], act)).to(x.dtype());
+  // The projection stays f32 through the gating; one rounding at the end.
+  const Tensor proj = gemm(x, weight, bias, std::nullopt, DType::f32);
+  return gated_activation(proj, [act](const Tensor& g) { return ops::unary(g, act); }).to(x.dtype());
 }
 
 }  // namespace mindiesd::layer

@@ -12,7 +12,9 @@
   X(conv)                               \
   X(interpolate)                        \
   X(random)                              \
-  X(attention)
+  X(attention)                           \
+  X(norm)                                \
+  X(rope)
 
 namespace mindiesd::cpu {
 #define MINDIESD_DECLARE_FAMILY(name) void register_##name##_kernels(KernelRegistry& r);

@@ -398,4 +398,138 @@ Array random(const Shape& shape, const RandomParams& p) {
   return y;
 }
 
+// ---- norms ----
+
+namespace {
+// Row-wise norm over the last dim, `rms` selecting RMSNorm; per-channel affine optional.
+Array row_norm(const Array& x, const Array& weight, const Array& bias, double eps, bool rms) {
+  MINDIESD_ASSERT(x.shape.size() >= 1, "row_norm of a 0-d array");
+  const int64_t c = x.shape[x.shape.size() - 1];
+  Array y(x.shape);
+  if (c == 0) return y;
+  for (int64_t r = 0; r < x.numel() / c; ++r) {
+    const double* v = &x.v[r * c];
+    double mean = 0, q = 0;
+    if (!rms) {
+      for (int64_t i = 0; i < c; ++i) mean += v[i];
+      mean /= static_cast<double>(c);
+    }
+    for (int64_t i = 0; i < c; ++i) q += (v[i] - mean) * (v[i] - mean);
+    const double rstd = 1.0 / std::sqrt(q / static_cast<double>(c) + eps);
+    for (int64_t i = 0; i < c; ++i) {
+      double o = (v[i] - mean) * rstd;
+      if (weight.numel()) o *= weight.v[i];
+      if (bias.numel()) o += bias.v[i];
+      y.v[r * c + i] = o;
+    }
+  }
+  return y;
+}
+}  // namespace
+
+Array layer_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
+  return row_norm(x, weight, bias, eps, false);
+}
+
+Array rms_norm(const Array& x, const Array& weight, const Array& bias, double eps) {
+  return row_norm(x, weight, bias, eps, true);
+}
+
+Array group_norm(const Array& x, int64_t groups, const Array& weight, const Array& bias,
+                 double eps) {
+  MINDIESD_ASSERT(x.shape.size() >= 2 && groups > 0 && x.shape[1] % groups == 0,
+                  "group_norm: shape ", x.shape.str(), ", groups ", groups);
+  const int64_t n = x.shape[0], c = x.shape[1];
+  const int64_t s = n * c == 0 ? 0 : x.numel() / (n * c);
+  const int64_t block = c / groups * s;  // elements of one (sample, group), contiguous
+  Array y(x.shape);
+  for (int64_t b = 0; b < n * groups; ++b) {
+    const double* v = &x.v[b * block];
+    double mean = 0, q = 0;
+    for (int64_t i = 0; i < block; ++i) mean += v[i];
+    mean /= static_cast<double>(block);
+    for (int64_t i = 0; i < block; ++i) q += (v[i] - mean) * (v[i] - mean);
+    const double rstd = 1.0 / std::sqrt(q / static_cast<double>(block) + eps);
+    for (int64_t i = 0; i < block; ++i) {
+      const int64_t ch = (b % groups) * (c / groups) + i / s;
+      double o = (v[i] - mean) * rstd;
+      if (weight.numel()) o *= weight.v[ch];
+      if (bias.numel()) o += bias.v[ch];
+      y.v[b * block + i] = o;
+    }
+  }
+  return y;
+}
+
+Array modulate(const Array& y, const Array& scale, const Array& shift) {
+  Array out(y.shape);
+  int64_t idx[kMaxDims] = {};
+  const int nd = y.shape.size();
+  int64_t i = 0;
+  do {
+    if (out.numel() == 0) break;
+    out.v[i] = y.v[i] * (1.0 + scale.at(idx, nd, true)) + shift.at(idx, nd, true);
+    ++i;
+  } while (next_index(y.shape, idx));
+  return out;
+}
+
+}  // namespace mindiesd::ref
+
+// ---- rope ----
+namespace mindiesd::ref {
+
+Array rope(const Array& x, const Array& cos, const Array& sin, RopeMode mode) {
+  MINDIESD_ASSERT(x.shape.size() == 4 && cos.shape.size() == 4 && sin.shape.size() == 4,
+                  "ref::rope expects 4-d arrays");
+  const int64_t d = x.shape[3], half = d / 2;
+  Array out(x.shape);
+  int64_t idx[4] = {0, 0, 0, 0};
+  if (out.numel() == 0) return out;
+  do {
+    const int64_t j = idx[3];
+    int64_t pair[4] = {idx[0], idx[1], idx[2], 0};
+    double sign;
+    if (mode == RopeMode::rotate_half) {
+      pair[3] = j < half ? j + half : j - half;
+      sign = j < half ? -1.0 : 1.0;
+    } else {
+      pair[3] = j ^ 1;
+      sign = j % 2 == 0 ? -1.0 : 1.0;
+    }
+    const double v = x.at(idx, 4) * cos.at(idx, 4, true) + sign * x.at(pair, 4) * sin.at(idx, 4, true);
+    out.v[out.index(idx, 4)] = v;
+  } while (next_index(x.shape, idx));
+  return out;
+}
+
+void rope_table_1d(int64_t dim, const std::vector<double>& positions, double theta,
+                   bool repeat_interleave, Array* cos, Array* sin) {
+  const int64_t n = static_cast<int64_t>(positions.size()), half = dim / 2;
+  *cos = Array(Shape{n, dim});
+  *sin = Array(Shape{n, dim});
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t k = 0; k < half; ++k) {
+      const double a = positions[s] * std::pow(theta, -2.0 * k / dim);
+      const int64_t i0 = repeat_interleave ? 2 * k : k;
+      const int64_t i1 = repeat_interleave ? 2 * k + 1 : k + half;
+      cos->v[s * dim + i0] = cos->v[s * dim + i1] = std::cos(a);
+      sin->v[s * dim + i0] = sin->v[s * dim + i1] = std::sin(a);
+    }
+}
+
+Array timestep_embedding(const std::vector<double>& timesteps, int64_t dim, bool flip_sin_to_cos,
+                         double downscale_freq_shift, double scale, double max_period) {
+  const int64_t n = static_cast<int64_t>(timesteps.size()), half = dim / 2;
+  Array out(Shape{n, dim});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < half; ++k) {
+      const double f = std::exp(-std::log(max_period) * k / (half - downscale_freq_shift));
+      const double a = scale * timesteps[i] * f;
+      out.v[i * dim + (flip_sin_to_cos ? half : 0) + k] = std::sin(a);
+      out.v[i * dim + (flip_sin_to_cos ? 0 : half) + k] = std::cos(a);
+    }
+  return out;
+}
+
 }  // namespace mindiesd::ref

@@ -46,4 +46,37 @@ Array conv(const Array& x, const Array& w, const Array& bias, const ConvParams& 
 Array interpolate(const Array& x, int64_t out_h, int64_t out_w, const InterpolateParams& p);
 Array random(const Shape& shape, const RandomParams& p);
 
+// ---- norms ----
+// Over the last dim (C): y = norm(x) * weight + bias, with weight / bias (C) optional (an
+// empty Array is none). layer: (x - mean) / sqrt(var + eps), biased var, as
+// torch.nn.functional.layer_norm; rms: x / sqrt(mean(x^2) + eps), as diffusers RMSNorm.
+Array layer_norm(const Array& x, const Array& weight, const Array& bias, double eps);
+Array rms_norm(const Array& x, const Array& weight, const Array& bias, double eps);
+// x (N, C, *spatial): layer norm over each (n, group of C / groups channels x spatial) block,
+// then the per-channel weight / bias (optional), as torch.nn.functional.group_norm.
+Array group_norm(const Array& x, int64_t groups, const Array& weight, const Array& bias,
+                 double eps);
+// adaLN modulation y * (1 + scale) + shift; scale / shift broadcast to y's shape numpy-style.
+Array modulate(const Array& y, const Array& scale, const Array& shift);
+
+}  // namespace mindiesd::ref
+
+// ---- rope ----
+// (owned by the rope family: mindiesd/layer/rope.h, mindiesd/layer/embedding.h)
+namespace mindiesd::ref {
+
+// x (B, S, H, D) with cos/sin broadcastable to it (size-1 dims broadcast, equal rank):
+// out = x * cos + rotate(x) * sin in float64, rotate as in RopeParams (op_params.h).
+Array rope(const Array& x, const Array& cos, const Array& sin, RopeMode mode);
+
+// diffusers get_1d_rotary_pos_embed(dim, positions, theta, use_real=True) in exact float64
+// arithmetic: (S, dim) tables holding repeat_interleave(2) (or cat([f, f]) when
+// !repeat_interleave) of cos/sin(position * theta^(-2k/dim)).
+void rope_table_1d(int64_t dim, const std::vector<double>& positions, double theta,
+                   bool repeat_interleave, Array* cos, Array* sin);
+
+// diffusers get_timestep_embedding in exact float64 arithmetic: (N, dim).
+Array timestep_embedding(const std::vector<double>& timesteps, int64_t dim, bool flip_sin_to_cos,
+                         double downscale_freq_shift, double scale, double max_period);
+
 }  // namespace mindiesd::ref
