@@ -4,6 +4,9 @@
 // add their cases in their own test files.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
@@ -49,3 +52,22 @@ inline Tensor transposed(const Tensor& t) { return t.transpose(0, 1); }
 inline Tensor strided(const Tensor& t) { return t.slice(-1, 0, t.size(-1), 2); }
 
 }  // namespace mindiesd::test
+
+// Registers a parameterised suite with one test per Case of `generator` (a function returning
+// std::vector<Case>, built once on first use), named Prefix/Suite.MatchesFloat64Reference/<case
+// name>. Use at namespace scope, followed by a semicolon:
+//   MINDIESD_HARNESS_SUITE(AllOps, OpHarness, all_cases);
+#define MINDIESD_HARNESS_SUITE(Prefix, Suite, generator)                                        \
+  static const std::vector<::mindiesd::test::Case>& mindiesd_harness_cases_##Suite() {          \
+    static const std::vector<::mindiesd::test::Case> cs = generator();                          \
+    return cs;                                                                                  \
+  }                                                                                             \
+  class Suite : public ::testing::TestWithParam<std::size_t> {};                                \
+  TEST_P(Suite, MatchesFloat64Reference) {                                                      \
+    ::mindiesd::test::run_case(mindiesd_harness_cases_##Suite()[GetParam()]);                   \
+  }                                                                                             \
+  INSTANTIATE_TEST_SUITE_P(                                                                     \
+      Prefix, Suite, ::testing::Range<std::size_t>(0, mindiesd_harness_cases_##Suite().size()), \
+      [](const ::testing::TestParamInfo<std::size_t>& info) {                                   \
+        return mindiesd_harness_cases_##Suite()[info.param].name;                               \
+      })

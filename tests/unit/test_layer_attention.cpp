@@ -105,17 +105,7 @@ std::vector<Case> attention_cases() {
   return cs;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = attention_cases();
-  return cs;
-}
-
-class AttentionHarness : public ::testing::TestWithParam<size_t> {};
-TEST_P(AttentionHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-INSTANTIATE_TEST_SUITE_P(Layer, AttentionHarness, ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(Layer, AttentionHarness, attention_cases);
 
 TEST(Attention, FullyMaskedRowsAreZero) {
   const Tensor q = ops::randn({1, 1, 3, 16}, 1), k = ops::randn({1, 1, 5, 16}, 2),

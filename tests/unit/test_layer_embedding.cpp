@@ -344,20 +344,7 @@ std::vector<Case> activation_cases() {
   return cs;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = activation_cases();
-  return cs;
-}
-
-class ActivationHarness : public ::testing::TestWithParam<size_t> {};
-
-TEST_P(ActivationHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-
-INSTANTIATE_TEST_SUITE_P(Activations, ActivationHarness,
-                         ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(Activations, ActivationHarness, activation_cases);
 
 TEST(Activation, NamesAreCaseInsensitiveAndUnknownNamesListTheValidOnes) {
   const Tensor x = ops::randn({16}, 2);

@@ -72,17 +72,7 @@ std::vector<Case> linear_cases() {
   return cs;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = linear_cases();
-  return cs;
-}
-
-class LinearHarness : public ::testing::TestWithParam<size_t> {};
-TEST_P(LinearHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-INSTANTIATE_TEST_SUITE_P(Layer, LinearHarness, ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(Layer, LinearHarness, linear_cases);
 
 TEST(Linear, BadShapesNameTheArguments) {
   const Tensor x = Tensor::zeros({2, 8}, DType::f32), w = Tensor::zeros({4, 7}, DType::f32);

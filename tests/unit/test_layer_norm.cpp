@@ -390,26 +390,16 @@ std::vector<Case> add_norm_cases() {
   return cs;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = [] {
-    std::vector<Case> all;
-    for (auto f : {row_norm_cases, group_norm_cases, modulation_cases, add_norm_cases}) {
-      std::vector<Case> part = f();
-      all.insert(all.end(), part.begin(), part.end());
-    }
-    return all;
-  }();
-  return cs;
+std::vector<Case> norm_cases() {
+  std::vector<Case> all;
+  for (auto f : {row_norm_cases, group_norm_cases, modulation_cases, add_norm_cases}) {
+    std::vector<Case> part = f();
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  return all;
 }
 
-class NormHarness : public ::testing::TestWithParam<size_t> {};
-
-TEST_P(NormHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-
-INSTANTIATE_TEST_SUITE_P(Norms, NormHarness, ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(Norms, NormHarness, norm_cases);
 
 // ---- parity with PyTorch / diffusers ------------------------------------------------------
 

@@ -177,19 +177,7 @@ std::vector<Case> rope_cases() {
   return cs;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = rope_cases();
-  return cs;
-}
-
-class RopeHarness : public ::testing::TestWithParam<size_t> {};
-
-TEST_P(RopeHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-
-INSTANTIATE_TEST_SUITE_P(Rope, RopeHarness, ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(Rope, RopeHarness, rope_cases);
 
 // ---- kernel properties ----
 

@@ -476,19 +476,7 @@ std::vector<Case> all_cases() {
   return all;
 }
 
-const std::vector<Case>& cases() {
-  static const std::vector<Case> cs = all_cases();
-  return cs;
-}
-
-class OpHarness : public ::testing::TestWithParam<size_t> {};
-
-TEST_P(OpHarness, MatchesFloat64Reference) { run_case(cases()[GetParam()]); }
-
-INSTANTIATE_TEST_SUITE_P(AllOps, OpHarness, ::testing::Range<size_t>(0, cases().size()),
-                         [](const ::testing::TestParamInfo<size_t>& info) {
-                           return cases()[info.param].name;
-                         });
+MINDIESD_HARNESS_SUITE(AllOps, OpHarness, all_cases);
 
 // Every op in the closed list has at least one case above and a CPU kernel.
 TEST(OpHarness, EveryOpHasACpuKernel) {
