@@ -1,9 +1,9 @@
 // Parity with diffusers on a real component: the tiny random-weight AutoencoderKL recorded by
 // tools/golden/make_vae_golden.py, loaded from its diffusers folder with the engine's
-// safetensors reader and run with the foundation ops (conv2d, GroupNorm from reductions,
-// SiLU, nearest upsampling, pad). Every intermediate the script hooked is compared, so a
-// mismatch points at the block that diverged. The VAE proper lives in models/ later; this
-// test pins the op semantics it will be built on.
+// safetensors reader and run with the layer blocks (layer::conv2d, resnet_block2d,
+// upsample2d, downsample2d, group_norm). Every intermediate the script hooked is compared, so
+// a mismatch points at the block that diverged. The VAE proper lives in models/ later; this
+// test pins the layer semantics it will be built on.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,46 +12,45 @@
 
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/safetensors.h"
+#include "mindiesd/layer/conv.h"
+#include "mindiesd/layer/embedding.h"
+#include "mindiesd/layer/norm.h"
 
 namespace mindiesd {
 namespace {
 
 const std::string kDir = MINDIESD_SOURCE_DIR "/tests/data/golden/autoencoder_kl";
 
+// The tiny VAE composed from the layer blocks (layer/conv.h, layer/norm.h), weights read by
+// their diffusers names; every weight is cast to the run dtype, as `vae.to(dtype)` does.
 class TinyVae {
  public:
-  TinyVae(const io::WeightStore& w, DType dtype, int groups) : w_(w), dtype_(dtype), groups_(groups) {}
+  TinyVae(const io::WeightStore& w, DType dtype, int groups)
+      : w_(layer::module_weights([w, dtype](const std::string& name) {
+          return w.has(name) ? w.get(name).to(dtype) : Tensor();
+        })),
+        dtype_(dtype),
+        groups_(groups) {}
 
-  Tensor weight(const std::string& name) const { return w_.get(name).to(dtype_); }
+  layer::ModuleWeights module(const std::string& name) const { return w_.child(name); }
+  bool has(const std::string& name) const { return w_.get_optional(name).defined(); }
 
-  Tensor conv(const Tensor& x, const std::string& name, int64_t stride = 1, int64_t pad = -1) const {
-    const Tensor w = weight(name + ".weight");
-    const int64_t p = pad >= 0 ? pad : w.size(2) / 2;
-    return ops::conv2d(x, w, weight(name + ".bias"), {{stride}, {p}, {1}, 1});
+  Tensor conv(const Tensor& x, const std::string& name) const {
+    return layer::conv2d(x, module(name));
   }
 
-  // torch.nn.GroupNorm: statistics per (sample, group) over channels-in-group x H x W,
-  // biased variance, then a per-channel affine.
-  Tensor group_norm(const Tensor& x, const std::string& name, double eps = 1e-6) const {
-    const int64_t n = x.size(0), c = x.size(1);
-    const Tensor g = x.to(DType::f32).reshape({n, groups_, -1});
-    const Tensor mean = ops::mean(g, {2}, true);
-    const Tensor var = ops::var(g, {2}, /*correction=*/0, true);
-    const Tensor normed = ops::mul(ops::sub(g, mean), ops::rsqrt(ops::affine(var, 1.0f, static_cast<float>(eps))));
-    const Tensor y = normed.reshape(x.shape());
-    const Tensor gamma = w_.get(name + ".weight").to(DType::f32).view({1, c, 1, 1});
-    const Tensor beta = w_.get(name + ".bias").to(DType::f32).view({1, c, 1, 1});
-    return ops::fma(y, gamma, beta).to(dtype_);
+  // torch.nn.GroupNorm(groups, eps=1e-6) with its affine.
+  Tensor group_norm(const Tensor& x, const std::string& name) const {
+    const layer::ModuleWeights m = module(name);
+    return layer::group_norm(x, groups_, m.get("weight"), m.get("bias"), 1e-6f);
   }
 
   // diffusers ResnetBlock2D (output_scale_factor 1, no time embedding).
   Tensor resnet(const Tensor& x, const std::string& name) const {
-    Tensor h = ops::silu(group_norm(x, name + ".norm1"));
-    h = conv(h, name + ".conv1");
-    h = ops::silu(group_norm(h, name + ".norm2"));
-    h = conv(h, name + ".conv2");
-    const Tensor skip = w_.has(name + ".conv_shortcut.weight") ? conv(x, name + ".conv_shortcut") : x;
-    return ops::add(skip, h);
+    layer::ResnetBlockOptions o;
+    o.groups = groups_;
+    o.eps = 1e-6f;
+    return layer::resnet_block2d(x, module(name), o);
   }
 
   Tensor mid_block(const Tensor& x, const std::string& name) const {
@@ -71,9 +70,8 @@ class TinyVae {
     for (int b = 0; b < 2; ++b) {
       const std::string name = "decoder.up_blocks." + std::to_string(b);
       h = resnet(resnet(h, name + ".resnets.0"), name + ".resnets.1");
-      if (w_.has(name + ".upsamplers.0.conv.weight")) {  // Upsample2D: nearest x2, then conv
-        h = ops::interpolate(h, 2 * h.size(2), 2 * h.size(3), InterpolateMode::nearest, false, 2.0, 2.0);
-        h = conv(h, name + ".upsamplers.0.conv");
+      if (has(name + ".upsamplers.0.conv.weight")) {  // Upsample2D: nearest x2, then conv
+        h = layer::upsample2d(h, module(name + ".upsamplers.0"));
       }
       (b == 0 ? t.up0 : t.up1) = h;
     }
@@ -88,10 +86,9 @@ class TinyVae {
     for (int b = 0; b < 2; ++b) {
       const std::string name = "encoder.down_blocks." + std::to_string(b);
       h = resnet(h, name + ".resnets.0");  // layers_per_block = 1
-      if (w_.has(name + ".downsamplers.0.conv.weight")) {
+      if (has(name + ".downsamplers.0.conv.weight")) {
         // Downsample2D with padding 0: pad right/bottom by one, then a stride-2 conv.
-        const int64_t pads[] = {0, 1, 0, 1};
-        h = conv(ops::pad(h, pads), name + ".downsamplers.0.conv", 2, 0);
+        h = layer::downsample2d(h, module(name + ".downsamplers.0"));
       }
     }
     h = mid_block(h, "encoder.mid_block");
@@ -102,7 +99,7 @@ class TinyVae {
   }
 
  private:
-  const io::WeightStore& w_;
+  layer::ModuleWeights w_;
   DType dtype_;
   int groups_;
 };
@@ -110,7 +107,8 @@ class TinyVae {
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   const std::vector<float> x = a.to_vector(), y = b.to_vector();
   double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(x[i] - y[i])));
+  for (size_t i = 0; i < x.size(); ++i)
+    m = std::max(m, static_cast<double>(std::fabs(x[i] - y[i])));
   return m;
 }
 
@@ -125,7 +123,8 @@ double cosine(const Tensor& a, const Tensor& b) {
   return xy / std::sqrt(xx * yy);
 }
 
-void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos, const std::string& what) {
+void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
+                  const std::string& what) {
   ASSERT_EQ(got.shape(), want.shape()) << what;
   const double d = max_abs_diff(got, want), c = cosine(got, want);
   std::printf("  %-22s max |diff| %.3g, cosine %.9f\n", what.c_str(), d, c);
@@ -140,12 +139,14 @@ TEST(AutoencoderKlParity, DecoderMatchesDiffusersInF32) {
   const TinyVae::Trace t = vae.decode(golden.get("z"));
   // f32 end to end: bounds are a few f32 ulps of activations of magnitude ~1-10, grown
   // through ~12 convolutions.
-  expect_close(t.post_quant_conv, golden.get("f32.post_quant_conv"), 1e-5, 0.999999, "post_quant_conv");
+  expect_close(t.post_quant_conv, golden.get("f32.post_quant_conv"), 1e-5, 0.999999,
+               "post_quant_conv");
   expect_close(t.conv_in, golden.get("f32.decoder.conv_in"), 1e-4, 0.999999, "conv_in");
   expect_close(t.mid_block, golden.get("f32.decoder.mid_block"), 1e-4, 0.999999, "mid_block");
   expect_close(t.up0, golden.get("f32.decoder.up_blocks.0"), 1e-4, 0.999999, "up_blocks.0");
   expect_close(t.up1, golden.get("f32.decoder.up_blocks.1"), 1e-4, 0.999999, "up_blocks.1");
-  expect_close(t.conv_norm_out, golden.get("f32.decoder.conv_norm_out"), 1e-4, 0.999999, "conv_norm_out");
+  expect_close(t.conv_norm_out, golden.get("f32.decoder.conv_norm_out"), 1e-4, 0.999999,
+               "conv_norm_out");
   expect_close(t.conv_out, golden.get("sample"), 1e-4, 0.999999, "decoded sample");
 }
 
