@@ -3,6 +3,8 @@
 // activations, FLUX's gated residual and diffusers GEGLU, in f32 and bf16.
 #include <gtest/gtest.h>
 
+#include "parity/parity.h"
+
 #include <cmath>
 #include <cstdio>
 
@@ -20,30 +22,8 @@ const io::WeightStore& golden() {
   return w;
 }
 
-// f32: both sides compute in f32 and differ by summation order (bound 2e-5 absolute). bf16:
-// PyTorch rounds to bf16 after every op (linear, then activation, then gate and residual),
-// mindiesd once at the end, so up to a few bf16 ulps (bound 4 ulps of max(|x|, 1)).
 void expect_close(const Tensor& got, const std::string& name, DType dt) {
-  const Tensor want = golden().get(name);
-  ASSERT_EQ(got.shape(), want.shape()) << name;
-  EXPECT_EQ(got.dtype(), dt) << name;
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  double worst = 0, worst_ulps = 0, gw = 0, gg = 0, ww = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    const double d = std::fabs(g[i] - w[i]);
-    worst = std::max(worst, d);
-    // In bf16 ulps of max(|want|, 1) (bf16 keeps 8 significant bits: ulp = 2^-7 |x| or less).
-    worst_ulps = std::max(worst_ulps, d / (std::ldexp(1.0, -7) * std::max(1.0, std::fabs(double(w[i])))));
-    gw += double(g[i]) * w[i];
-    gg += double(g[i]) * g[i];
-    ww += double(w[i]) * w[i];
-  }
-  const double cosine = gw / std::sqrt(gg * ww);
-  std::printf("  %-34s max |diff| %.3g (%.2f bf16 ulps), cosine %.8f\n", name.c_str(), worst,
-              worst_ulps, cosine);
-  if (dt == DType::f32) EXPECT_LE(worst, 2e-5) << name;
-  else EXPECT_LE(worst_ulps, 4.0) << name;
-  EXPECT_GE(cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
+  test::expect_parity(got, golden().get(name), name, dt);
 }
 
 class LayerParity : public ::testing::TestWithParam<DType> {};
