@@ -8,11 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "machine_peak.h"
+#include "peer.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/core/parallel.h"
 #include "mindiesd/layer/attention.h"
@@ -26,23 +26,12 @@ struct Problem {
   }
 };
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= s.size()) {
-    const size_t end = std::min(s.find(',', at), s.size());
-    if (end > at) out.push_back(s.substr(at, end - at));
-    at = end + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace mindiesd;
   std::string shapes = "1x24x4608x128,1x12x32760x128", dtypes = "f32,bf16";
-  std::string python = MINDIESD_SOURCE_DIR "/.venv-golden/bin/python";
+  std::string python = bench::default_python();
   int reps = 3;
   bool peer = true;
   for (int i = 1; i < argc; ++i) {
@@ -58,7 +47,7 @@ int main(int argc, char** argv) {
     }
   }
   std::vector<Problem> problems;
-  for (const std::string& s : split(shapes)) {
+  for (const std::string& s : bench::split_list(shapes)) {
     Problem p{};
     if (std::sscanf(s.c_str(), "%ldx%ldx%ldx%ld", &p.b, &p.h, &p.s, &p.d) != 4) {
       std::fprintf(stderr, "bad shape '%s' (want BxHxSxD)\n", s.c_str());
@@ -75,7 +64,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (const Problem& p : problems) {
-    for (const std::string& dn : split(dtypes)) {
+    for (const std::string& dn : bench::split_list(dtypes)) {
       DType t;
       if (!dtype_from_name(dn, &t)) return 2;
       const Tensor q = ops::randn({p.b, p.s, p.h, p.d}, 1).to(t);
@@ -95,22 +84,12 @@ int main(int argc, char** argv) {
   }
   std::map<std::string, double> torch;
   if (peer) {
-    std::string cmd = python + " " MINDIESD_SOURCE_DIR "/benchmark/torch_attention.py --threads " +
-                      std::to_string(num_threads()) + " --reps " + std::to_string(reps) + " --dtypes";
-    for (const std::string& d : split(dtypes)) cmd += " " + d;
-    cmd += " --shapes";
-    for (const Problem& p : problems) cmd += " " + p.key();
-    cmd += " 2>/dev/null";
-    if (FILE* f = popen(cmd.c_str(), "r")) {
-      char line[1024];
-      while (std::fgets(line, sizeof line, f)) {
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_object() && j.contains("seconds"))
-          torch[j.value("shape", std::string()) + "/" + j.value("dtype", std::string())] = j["seconds"].get<double>();
-      }
-      pclose(f);
-    }
-    if (torch.empty()) std::printf("(PyTorch peer unavailable: run tools/golden/install.sh or pass --python)\n");
+    std::string args = "--threads " + std::to_string(num_threads()) + " --reps " +
+                       std::to_string(reps) + " --dtypes " + bench::as_args(dtypes) + " --shapes";
+    for (const Problem& p : problems) args += " " + p.key();
+    for (const auto& j : bench::run_peer(python, "torch_attention.py", args))
+      torch[j.value("shape", std::string()) + "/" + j.value("dtype", std::string())] =
+          j["seconds"].get<double>();
   }
   std::printf("\n%-26s %9s %10s %8s %14s %8s\n", "BxHxSxD/dtype", "s", "GFLOP/s", "%peak", "torch GFLOP/s", "ratio");
   for (const Row& r : rows) {

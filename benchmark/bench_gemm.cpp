@@ -7,11 +7,11 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "machine_peak.h"
+#include "peer.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/core/parallel.h"
 
@@ -42,26 +42,15 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Reads the JSON lines ({"m":..., "n":..., "k":..., "dtype":..., "seconds":...}) that
-// torch_gemm.py prints.
-std::map<std::string, double> run_peer(const std::string& python, const std::string& shapes, int reps) {
+std::map<std::string, double> run_torch(const std::string& python, const std::string& shapes, int reps) {
   std::map<std::string, double> result;
-  std::string shape_args = shapes;
-  std::replace(shape_args.begin(), shape_args.end(), ',', ' ');
-  const std::string cmd = python + " " MINDIESD_SOURCE_DIR "/benchmark/torch_gemm.py --shapes " + shape_args +
-                          " --dtypes f32 bf16 --warmup 1 --repeats " + std::to_string(reps) +
-                          " --threads " + std::to_string(mindiesd::num_threads()) + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return result;
-  char line[512];
-  while (std::fgets(line, sizeof line, p)) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object() || !j.contains("seconds")) continue;
+  const std::string args = "--shapes " + mindiesd::bench::as_args(shapes) +
+                           " --dtypes f32 bf16 --warmup 1 --repeats " + std::to_string(reps) +
+                           " --threads " + std::to_string(mindiesd::num_threads());
+  for (const auto& j : mindiesd::bench::run_peer(python, "torch_gemm.py", args))
     result[std::to_string(j.value("m", 0L)) + "x" + std::to_string(j.value("n", 0L)) + "x" +
            std::to_string(j.value("k", 0L)) + "/" + j.value("dtype", std::string())] =
         j["seconds"].get<double>();
-  }
-  pclose(p);
   return result;
 }
 
@@ -70,7 +59,7 @@ std::map<std::string, double> run_peer(const std::string& python, const std::str
 int main(int argc, char** argv) {
   using namespace mindiesd;
   std::string shapes = "4096x3072x3072,4608x3072x12288";
-  std::string python = MINDIESD_SOURCE_DIR "/.venv-golden/bin/python";
+  std::string python = bench::default_python();
   int reps = 5;
   bool peer = true;
   for (int i = 1; i < argc; ++i) {
@@ -111,9 +100,7 @@ int main(int argc, char** argv) {
     }
   }
   std::map<std::string, double> torch;
-  if (peer) torch = run_peer(python, shapes, reps);
-  if (peer && torch.empty())
-    std::printf("(PyTorch peer unavailable: run tools/golden/install.sh or pass --python)\n");
+  if (peer) torch = run_torch(python, shapes, reps);
 
   std::printf("\n%-22s %10s %10s %8s %12s %8s\n", "shape/dtype", "ms", "GFLOP/s", "%peak",
               "torch GFLOP/s", "ratio");

@@ -23,15 +23,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "machine_peak.h"
+#include "peer.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/core/parallel.h"
 #include "mindiesd/layer/norm.h"
@@ -109,36 +108,18 @@ double stream_copy_bandwidth() {
   return best;
 }
 
-// The golden venv (tools/golden/install.sh), else the shared one on the build machines.
-std::string default_python() {
-  if (const char* env = std::getenv("MINDIESD_PYTHON")) return env;
-  const std::string local = MINDIESD_SOURCE_DIR "/.venv-golden/bin/python";
-  if (std::filesystem::exists(local)) return local;
-  return "/work/golden-venv/bin/python";
-}
-
-// Reads the JSON lines that torch_norm.py prints: key -> median seconds.
-std::map<std::string, double> run_peer(const std::string& python, const std::string& shapes,
-                                       const std::string& dtypes, int reps) {
+std::map<std::string, double> run_torch(const std::string& python, const std::string& shapes,
+                                        const std::string& dtypes, int reps) {
   std::map<std::string, double> result;
-  std::string shape_args = shapes, dtype_args = dtypes;
-  std::replace(shape_args.begin(), shape_args.end(), ',', ' ');
-  std::replace(dtype_args.begin(), dtype_args.end(), ',', ' ');
-  const std::string cmd = python + " " MINDIESD_SOURCE_DIR "/benchmark/torch_norm.py --shapes " +
-                          shape_args + " --dtypes " + dtype_args + " --warmup 1 --repeats " +
-                          std::to_string(reps) + " --threads " +
-                          std::to_string(mindiesd::num_threads()) + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return result;
-  char line[1024];
-  while (std::fgets(line, sizeof line, p)) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object() || !j.contains("seconds")) continue;
+  const std::string args = "--shapes " + mindiesd::bench::as_args(shapes) + " --dtypes " +
+                           mindiesd::bench::as_args(dtypes) + " --warmup 1 --repeats " +
+                           std::to_string(reps) + " --threads " +
+                           std::to_string(mindiesd::num_threads());
+  for (const auto& j : mindiesd::bench::run_peer(python, "torch_norm.py", args)) {
     const Shape3 s{j.value("b", 0L), j.value("s", 0L), j.value("c", 0L)};
     result[key_of(s, j.value("dtype", std::string()), j.value("op", std::string()))] =
         j["seconds"].get<double>();
   }
-  pclose(p);
   return result;
 }
 
@@ -147,7 +128,7 @@ std::map<std::string, double> run_peer(const std::string& python, const std::str
 int main(int argc, char** argv) {
   using namespace mindiesd;
   std::string shapes = "1x4608x3072,4x4608x3072";  // FLUX 1024^2 tokens; 4x: beyond L3
-  std::string python = default_python();
+  std::string python = bench::default_python();
   std::string dtypes = "f32,bf16";
   std::string op_list = "rms_norm,layer_norm,adaln,add_adaln";
   int reps = 10;
@@ -222,9 +203,7 @@ int main(int argc, char** argv) {
     }
   }
   std::map<std::string, double> torch;
-  if (peer) torch = run_peer(python, shapes, dtypes, reps);
-  if (peer && torch.empty())
-    std::printf("(PyTorch peer unavailable: run tools/golden/install.sh or pass --python)\n");
+  if (peer) torch = run_torch(python, shapes, dtypes, reps);
 
   std::printf("\n%-28s %8s %8s %8s %8s %10s %8s\n", "op shape/dtype", "ms", "GB/s", "%memcpy",
               "%nt-copy", "torch GB/s", "ratio");
