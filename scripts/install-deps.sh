@@ -9,6 +9,8 @@ PKGS=(
   libdnnl-dev            # oneDNN: GEMM and convolution on CPU
   nlohmann-json3-dev     # config.json / safetensors headers
   libpng-dev zlib1g-dev  # PNG in and out
+  libsentencepiece-dev   # T5/UMT5 tokenizers (spiece.model)
+  libicu-dev             # Unicode normalisation and categories for the CLIP tokenizer
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
   python3

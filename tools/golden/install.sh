@@ -13,5 +13,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 "$venv/bin/python" -m pip install --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -r "$here/requirements.txt"
+# Only for the CLIP BPE merges file it ships (tokenizer_assets.py); --no-deps keeps torch pinned.
+"$venv/bin/python" -m pip install --no-deps open-clip-torch==3.3.0
 "$venv/bin/python" -c 'import torch, diffusers, transformers, safetensors, numpy
 print("golden venv ready:", "torch", torch.__version__, "diffusers", diffusers.__version__)'

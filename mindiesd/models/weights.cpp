@@ -1,0 +1,75 @@
+#include "mindiesd/models/weights.h"
+
+#include <map>
+#include <memory>
+
+#include "mindiesd/core/error.h"
+
+namespace mindiesd::models {
+
+BoundWeights::BoundWeights(io::WeightStore store, DType dtype, std::string what)
+    : store_(std::move(store)), dtype_(dtype), what_(std::move(what)) {
+  MINDIESD_CHECK(store_.valid(), InvalidArgument, what_, ": no weights to bind");
+}
+
+Tensor BoundWeights::take(std::string_view name, const Shape& shape) {
+  return take(name, shape, dtype_);
+}
+
+Tensor BoundWeights::take(std::string_view name, const Shape& shape, DType dtype) {
+  if (!store_.has(name)) {
+    missing_.push_back(str_cat(name, " ", shape.str()));
+    return Tensor();
+  }
+  used_.emplace(name);
+  const io::TensorInfo& info = store_.info(name);
+  if (info.shape != shape) {
+    misshaped_.push_back(str_cat(name, " is ", info.shape.str(), ", expected ", shape.str()));
+    return Tensor();
+  }
+  Tensor t = store_.get(name);
+  return t.dtype() == dtype ? t : t.to(dtype);
+}
+
+Tensor BoundWeights::take_optional(std::string_view name, const Shape& shape) {
+  if (!store_.has(name)) return Tensor();
+  return take(name, shape);
+}
+
+void BoundWeights::ignore(std::string_view name) {
+  if (store_.has(name)) used_.emplace(name);
+}
+
+namespace {
+void append_list(std::string& msg, const char* title, const std::vector<std::string>& names) {
+  if (names.empty()) return;
+  msg += str_cat("\n  ", title, " (", names.size(), "):");
+  for (size_t i = 0; i < names.size() && i < 20; ++i) msg += "\n    " + names[i];
+  if (names.size() > 20) msg += str_cat("\n    ... and ", names.size() - 20, " more");
+}
+}  // namespace
+
+void BoundWeights::finish() const {
+  std::vector<std::string> unexpected;
+  for (const std::string& n : store_.names())
+    if (!used_.count(n)) unexpected.push_back(n);
+  if (missing_.empty() && misshaped_.empty() && unexpected.empty()) return;
+  std::string msg = str_cat(what_, ": the weights in ", store_.path().string(),
+                            " do not match the model's config");
+  append_list(msg, "missing", missing_);
+  append_list(msg, "wrong shape", misshaped_);
+  append_list(msg, "unexpected", unexpected);
+  MINDIESD_THROW(InvalidArgument, msg);
+}
+
+layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::string, Tensor>> map,
+                                       std::string prefix) {
+  return layer::module_weights(
+      [map](const std::string& name) {
+        auto it = map->find(name);
+        return it == map->end() ? Tensor() : it->second;
+      },
+      std::move(prefix));
+}
+
+}  // namespace mindiesd::models

@@ -1,0 +1,66 @@
+// Binding a model to a diffusers/transformers state dict.
+//
+// A model asks for each tensor by its state-dict name and expected shape while it is built;
+// nothing is thrown per tensor. finish() then reports every problem at once — tensors that are
+// missing, tensors whose shape differs from what the config implies, and tensors in the file
+// that the model never asked for — so a wrong config or a truncated checkpoint names all the
+// offending tensors in one error instead of failing on the first.
+//
+//   BoundWeights w(store, DType::bf16, "FluxTransformer2DModel");
+//   Tensor q = w.take("transformer_blocks.0.attn.to_q.weight", {inner, dim});
+//   ...
+//   w.finish();  // InvalidArgument listing missing / mis-shaped / unexpected names
+//
+// Tensors stored in the compute dtype are the mmapped tensors themselves (no copy); others are
+// converted once at bind time.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mindiesd/core/tensor.h"
+#include "mindiesd/io/safetensors.h"
+#include "mindiesd/layer/embedding.h"
+
+namespace mindiesd::models {
+
+class BoundWeights {
+ public:
+  // `what` names the model in errors ("FluxTransformer2DModel at <path>").
+  BoundWeights(io::WeightStore store, DType dtype, std::string what);
+
+  DType dtype() const { return dtype_; }
+  const io::WeightStore& store() const { return store_; }
+
+  // The tensor `name`, converted to dtype() (or to `dtype` when given). A missing or
+  // mis-shaped tensor is recorded and an undefined Tensor returned; finish() reports it.
+  Tensor take(std::string_view name, const Shape& shape);
+  Tensor take(std::string_view name, const Shape& shape, DType dtype);
+  // For tensors a config may or may not have (a bias of a bias=False layer): undefined when
+  // absent, recorded as used when present (still shape-checked).
+  Tensor take_optional(std::string_view name, const Shape& shape);
+  // Marks tensors as known but unused (buffers like position_ids that a port recomputes).
+  void ignore(std::string_view name);
+
+  // InvalidArgument listing every missing, mis-shaped and unexpected tensor (up to 20 of
+  // each, then a count). No-op when the binding is complete.
+  void finish() const;
+
+ private:
+  io::WeightStore store_;
+  DType dtype_;
+  std::string what_;
+  std::set<std::string, std::less<>> used_;
+  std::vector<std::string> missing_, misshaped_;
+};
+
+// A layer::ModuleWeights over tensors already bound (name -> tensor), for the layer functions
+// that look weights up by their diffusers names.
+layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::string, Tensor>> map,
+                                       std::string prefix = "");
+
+}  // namespace mindiesd::models
