@@ -1,0 +1,131 @@
+// FlowMatchEulerDiscreteScheduler against diffusers 0.42.1: the FLUX schedule recorded by
+// tools/golden/make_flux_golden.py (dynamic shift from the image sequence length), and the
+// static / linear / terminal-stretch schedules printed by diffusers for the configs below.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "mindiesd/core/ops.h"
+#include "mindiesd/io/safetensors.h"
+#include "mindiesd/schedulers/flow_match_euler.h"
+#include "test_util.h"
+
+namespace mindiesd {
+namespace {
+
+using schedulers::FlowMatchEulerDiscreteScheduler;
+using test::expect_error;
+
+const std::string kFlux = MINDIESD_SOURCE_DIR "/tests/data/golden/flux/io.safetensors";
+
+io::FlowMatchEulerDiscreteSchedulerConfig flux_config() {
+  io::FlowMatchEulerDiscreteSchedulerConfig c;  // FLUX.1-dev's scheduler_config.json
+  c.shift = 3.0;
+  c.use_dynamic_shifting = true;
+  return c;
+}
+
+// FluxPipeline: sigmas = linspace(1, 1/N, N), mu = calculate_shift(image_seq_len).
+std::vector<double> flux_sigmas(int n) {
+  std::vector<double> s(n);
+  for (int i = 0; i < n; ++i) s[i] = 1.0 + i * ((1.0 / n - 1.0) / (n - 1));
+  s[n - 1] = 1.0 / n;
+  return s;
+}
+
+void expect_same_floats(const std::vector<float>& got, const Tensor& want, const char* what) {
+  const std::vector<float> w = want.to_vector();
+  ASSERT_EQ(got.size(), w.size()) << what;
+  for (size_t i = 0; i < w.size(); ++i) EXPECT_EQ(got[i], w[i]) << what << "[" << i << "]";
+}
+
+TEST(FlowMatchEuler, FluxScheduleEqualsDiffusersBitForBit) {
+  const auto golden = io::WeightStore::open(kFlux);
+  struct Run {
+    const char* prefix;
+    int steps;
+    int64_t seq_len;
+  };
+  for (const Run& run : {Run{"b", 4, 64}, Run{"r", 3, 60}}) {
+    FlowMatchEulerDiscreteScheduler s(flux_config());
+    s.set_timesteps(run.steps, flux_sigmas(run.steps),
+                    schedulers::flux_calculate_shift(run.seq_len));
+    expect_same_floats(s.timesteps(), golden.get(std::string(run.prefix) + ".timesteps"),
+                       "timesteps");
+    expect_same_floats(s.sigmas(), golden.get(std::string(run.prefix) + ".sigmas"), "sigmas");
+  }
+}
+
+TEST(FlowMatchEuler, DefaultSchedulesEqualDiffusers) {
+  {  // FlowMatchEulerDiscreteScheduler(shift=3.0).set_timesteps(5)
+    io::FlowMatchEulerDiscreteSchedulerConfig c;
+    c.shift = 3.0;
+    FlowMatchEulerDiscreteScheduler s(c);
+    s.set_timesteps(5);
+    const std::vector<double> t = {1000.0, 900.3590698242188, 751.12109375, 502.98504638671875,
+                                   8.928571701049805};
+    const std::vector<double> sig = {
+        1.0, 0.9003590941429138, 0.7511211037635803, 0.5029850602149963, 0.008928571827709675, 0.0};
+    for (size_t i = 0; i < t.size(); ++i) EXPECT_EQ(s.timesteps()[i], float(t[i])) << i;
+    for (size_t i = 0; i < sig.size(); ++i) EXPECT_EQ(s.sigmas()[i], float(sig[i])) << i;
+  }
+  {  // (use_dynamic_shifting, time_shift_type="linear", shift_terminal=0.1).set_timesteps(4,
+     // mu=0.8)
+    io::FlowMatchEulerDiscreteSchedulerConfig c;
+    c.use_dynamic_shifting = true;
+    c.time_shift_type = "linear";
+    c.shift_terminal = 0.1;
+    FlowMatchEulerDiscreteScheduler s(c);
+    s.set_timesteps(4, std::nullopt, 0.8);
+    const std::vector<double> t = {1000.0, 653.8887329101562, 357.17962646484375, 100.0};
+    for (size_t i = 0; i < t.size(); ++i) EXPECT_EQ(s.timesteps()[i], float(t[i])) << i;
+    EXPECT_EQ(s.sigmas().back(), 0.0f);
+  }
+}
+
+TEST(FlowMatchEuler, StepIsEulerOnTheVelocity) {
+  FlowMatchEulerDiscreteScheduler s(flux_config());
+  s.set_timesteps(4, flux_sigmas(4), 0.7);
+  const Tensor x = ops::randn({2, 5, 3}, 1), v = ops::randn({2, 5, 3}, 2);
+  const Tensor y = s.step(v, 1, x);
+  const float dt = s.sigmas()[2] - s.sigmas()[1];
+  const std::vector<float> xv = x.to_vector(), vv = v.to_vector(), yv = y.to_vector();
+  for (size_t i = 0; i < xv.size(); ++i) EXPECT_EQ(yv[i], xv[i] + dt * vv[i]) << i;
+  // bf16 model output: the product rounds to bf16, the sum to f32, the result to bf16.
+  const Tensor yb = s.step(v.to(DType::bf16), 1, x.to(DType::bf16));
+  EXPECT_EQ(yb.dtype(), DType::bf16);
+  const std::vector<float> xb = x.to(DType::bf16).to_vector(), vb = v.to(DType::bf16).to_vector(),
+                           ybv = yb.to_vector();
+  for (size_t i = 0; i < xb.size(); ++i) {
+    const float prod = bf16_to_f32(f32_to_bf16(dt * vb[i]));
+    EXPECT_EQ(ybv[i], bf16_to_f32(f32_to_bf16(xb[i] + prod))) << i;
+  }
+}
+
+TEST(FlowMatchEuler, BadArgumentsAreClearErrors) {
+  FlowMatchEulerDiscreteScheduler s(flux_config());
+  expect_error([&] { s.set_timesteps(4); }, ErrorKind::InvalidArgument, {"mu must be given"});
+  expect_error([&] { s.set_timesteps(0, std::nullopt, 0.5); }, ErrorKind::InvalidArgument,
+               {"num_inference_steps must be positive"});
+  expect_error(
+      [&] {
+        s.set_timesteps(4, std::vector<double>{1, 0.5, 0.2}, 0.5);
+      },
+      ErrorKind::InvalidArgument, {"3 sigmas given"});
+  expect_error(
+      [&] {
+        s.set_timesteps(2, std::vector<double>{1, 0}, 0.5);
+      },
+      ErrorKind::InvalidArgument, {"must lie in (0, 1]"});
+  s.set_timesteps(2, std::vector<double>{1, 0.5}, 0.5);
+  const Tensor x = ops::randn({4}, 1);
+  expect_error([&] { s.step(x, 2, x); }, ErrorKind::InvalidArgument, {"outside [0, 2)"});
+  expect_error([&] { s.step(x, 0, ops::randn({5}, 1)); }, ErrorKind::InvalidArgument, {"differ"});
+  io::FlowMatchEulerDiscreteSchedulerConfig k;
+  k.use_karras_sigmas = true;
+  FlowMatchEulerDiscreteScheduler karras(k);
+  expect_error([&] { karras.set_timesteps(4); }, ErrorKind::Unsupported, {"karras"});
+}
+
+}  // namespace
+}  // namespace mindiesd
