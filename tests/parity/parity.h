@@ -37,4 +37,23 @@ inline void expect_parity(const Tensor& got, const Tensor& want, const std::stri
   EXPECT_GE(cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
 }
 
+// Model-level parity with bounds stated by the test: max |diff| and cosine similarity, both
+// printed so a test log records how close the port is.
+inline void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
+                         const std::string& name) {
+  ASSERT_EQ(got.shape(), want.shape()) << name;
+  const std::vector<float> g = got.to_vector(), w = want.to_vector();
+  double worst = 0, gw = 0, gg = 0, ww = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(g[i]) - w[i]));
+    gw += double(g[i]) * w[i];
+    gg += double(g[i]) * g[i];
+    ww += double(w[i]) * w[i];
+  }
+  const double cosine = gg * ww > 0 ? gw / std::sqrt(gg * ww) : (gg == ww ? 1.0 : 0.0);
+  std::printf("  %-40s max |diff| %.3g, cosine %.9f\n", name.c_str(), worst, cosine);
+  EXPECT_LE(worst, max_abs) << name << " (cosine " << cosine << ")";
+  EXPECT_GE(cosine, min_cos) << name << " (max |diff| " << worst << ")";
+}
+
 }  // namespace mindiesd::test

@@ -1,7 +1,7 @@
 // The `mindiesd` command line.
 //
 //   mindiesd inspect DIR      what a diffusers folder holds: components, configs, weights
-//   mindiesd generate ...     (needs a model family; not in this build yet)
+//   mindiesd generate ...     text-to-image from a diffusers FLUX.1 folder
 //
 // Exit codes: 0 success, 1 an error while running (message on stderr), 2 a usage error.
 #include <cstdint>
@@ -21,6 +21,7 @@
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/json_util.h"
 #include "mindiesd/io/safetensors.h"
+#include "generate.h"
 
 #ifndef MINDIESD_VERSION
 #define MINDIESD_VERSION "0.1.0"  // keep in step with project(VERSION) in CMakeLists.txt
@@ -315,17 +316,9 @@ int cmd_inspect(const Args& args) {
   return kExitOk;
 }
 
-// ---- generate --------------------------------------------------------------------------------
+// ---- generate: tools/cli/generate.cpp ----
 
-// The place for text/image-to-image/video generation once a model family (models/flux,
-// models/wan, ...) and a pipeline exist: parse the DESIGN.md flags here, load
-// Pipeline::load(dir, options), and run it with a progress bar.
-int cmd_generate(const Args&) {
-  std::cerr << "mindiesd generate: not implemented yet: it needs a model family (Flux, Wan, ...)"
-               " and this build has none.\n"
-               "Use 'mindiesd inspect DIR' to check a model folder.\n";
-  return kExitUsage;
-}
+int cmd_generate(const Args& args) { return mindiesd::cli::cmd_generate(args); }
 
 int cmd_help(const Args& args);
 
@@ -333,7 +326,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"inspect", "DIR [--variant V]",
        "show a diffusers folder: pipeline, components, configs, weights", cmd_inspect},
-      {"generate", "--model DIR ...", "generate an image or video (not yet)", cmd_generate},
+      {"generate", "--model DIR ...", "text-to-image (FLUX.1 folders)", cmd_generate},
       {"help", "[COMMAND]", "show help", cmd_help},
   };
   return kCommands;
@@ -352,6 +345,7 @@ int cmd_help(const Args& args) {
                      "folder\n"
                      "  --variant V  prefer weight variant V (fp16, bf16, ...)\n";
       }
+      if (args[0] == "generate") std::cout << "\n" << mindiesd::cli::generate_help();
       return kExitOk;
     }
   }

@@ -192,8 +192,12 @@ def record_run(pipe, prefix, prompts, height, width, steps, dtype, seed):
         hooks.append(b.register_forward_hook(hook(f"step0.double.{i}")))
     for i, b in enumerate(tr.single_transformer_blocks):
         hooks.append(b.register_forward_hook(hook(f"step0.single.{i}")))
-    hooks.append(tr.register_forward_hook(
-        lambda _m, _i, o: captured.setdefault("step0.noise_pred", o[0]) if step[0] == 0 else None))
+    def top_hook(_m, _i, output):
+        if step[0] == 0:
+            captured["step0.noise_pred"] = output[0]
+        # returns None: a forward hook that returns a value replaces the module's output
+
+    hooks.append(tr.register_forward_hook(top_hook))
 
     def on_step(_pipe, i, _t, kw):
         captured[f"latents.{i}"] = kw["latents"].clone()

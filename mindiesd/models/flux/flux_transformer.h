@@ -1,0 +1,93 @@
+// diffusers FluxTransformer2DModel (diffusers 0.42, models/transformers/transformer_flux.py):
+// the FLUX.1 denoiser (dev with guidance_embeds, schnell without), built from its config.json
+// and bound to its safetensors by the diffusers state-dict names.
+//
+//   x_embedder(hidden) | context_embedder(encoder) | time_text_embed(t * 1000, [g * 1000], pooled)
+//   -> num_layers FluxTransformerBlock (MMDiT: separate image / text streams, joint attention
+//      over [text, image] with per-stream QK RMSNorm and FLUX RoPE, AdaLayerNormZero modulation,
+//      gated residual attention and GELU-tanh MLP)
+//   -> num_single_layers FluxSingleTransformerBlock (one [text, image] stream:
+//      AdaLayerNormZeroSingle, attention and MLP in parallel from the same input, proj_out over
+//      their concatenation)
+//   -> AdaLayerNormContinuous (norm_out) -> proj_out on the image tokens.
+//
+// Numerics follow diffusers' dtype behaviour: in bf16/f16 every layer's output is rounded to the
+// model dtype as PyTorch's modules round it, except inside the fused epilogues (adaLN
+// scale/shift, gate * y + residual, GEMM + GELU) which round once at the end. QK RMSNorm is
+// torch.nn.RMSNorm: norm(x) * weight in f32, rounded once.
+//
+// Memory: weights stored in the compute dtype are the mmapped file (no copy); the only
+// per-forward state is the activations of one block at a time plus the RoPE tables.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "mindiesd/core/dtype.h"
+#include "mindiesd/core/tensor.h"
+#include "mindiesd/io/config.h"
+#include "mindiesd/io/diffusers.h"
+#include "mindiesd/io/safetensors.h"
+
+namespace mindiesd::models {
+
+struct FluxForwardInputs {
+  Tensor hidden_states;          // (B, S_img, in_channels) packed latents
+  Tensor encoder_hidden_states;  // (B, S_txt, joint_attention_dim)
+  Tensor pooled_projections;     // (B, pooled_projection_dim)
+  // (B) (or one value for all) as the pipeline passes it: t / 1000; the model casts it to its
+  // dtype and multiplies by 1000, as diffusers does.
+  Tensor timestep;
+  // (B) (or one value) guidance scale; required when config().guidance_embeds, must be
+  // undefined otherwise. Cast to the model dtype and multiplied by 1000 like the timestep.
+  Tensor guidance;
+  Tensor txt_ids;  // (S_txt, n_axes) position ids, any real dtype (a 3-d (1, S, n) is accepted)
+  Tensor img_ids;  // (S_img, n_axes)
+};
+
+// Per-block outputs of one forward, for tests and debugging.
+struct FluxTrace {
+  std::vector<Tensor> double_txt, double_img;  // FluxTransformerBlock i: (encoder, hidden)
+  std::vector<Tensor> single_txt, single_img;  // FluxSingleTransformerBlock i, split as diffusers
+};
+
+class FluxTransformer2DModel {
+ public:
+  // Reads the component's config.json and binds its weights in `dtype` (f32, bf16 or f16).
+  static FluxTransformer2DModel load(const io::Component& component, DType dtype);
+  // InvalidArgument for an inconsistent config or weights that do not match it (one error
+  // listing every missing, mis-shaped and unexpected tensor).
+  static FluxTransformer2DModel from_weights(io::FluxTransformer2DModelConfig config,
+                                             io::WeightStore weights, DType dtype);
+
+  const io::FluxTransformer2DModelConfig& config() const { return config_; }
+  DType dtype() const { return dtype_; }
+  int64_t inner_dim() const { return config_.num_attention_heads * config_.attention_head_dim; }
+
+  // The noise prediction (B, S_img, patch_size^2 * out_channels) in dtype(). Float inputs of
+  // another dtype are cast to dtype() first. InvalidArgument for inputs whose shapes disagree
+  // with each other or with the config.
+  Tensor forward(const FluxForwardInputs& in, FluxTrace* trace = nullptr) const;
+
+  int64_t num_params() const { return num_params_; }
+
+  struct Weights;  // the bound tensors, per block (defined in the .cpp)
+
+ private:
+  FluxTransformer2DModel(io::FluxTransformer2DModelConfig config, DType dtype,
+                         std::shared_ptr<const Weights> weights, int64_t num_params);
+
+  io::FluxTransformer2DModelConfig config_;
+  DType dtype_ = DType::f32;
+  std::shared_ptr<const Weights> weights_;
+  int64_t num_params_ = 0;
+};
+
+// diffusers FluxPipeline._prepare_latent_image_ids(h2, w2): (h2 * w2, 3) f32 rows
+// [0, row, col] in row-major order over the packed latent grid (h2 = latent height / 2).
+Tensor flux_latent_image_ids(int64_t h2, int64_t w2);
+// FluxPipeline.encode_prompt's text ids: zeros (s_txt, 3) f32.
+Tensor flux_text_ids(int64_t s_txt);
+
+}  // namespace mindiesd::models

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `mindiesd generate` as a user runs it, on the tiny FLUX pipeline golden folder: it writes a
+# valid PNG of the requested size, numbers the files of a batch, and rejects bad requests with
+# exit code 1 (runtime error, message naming the problem) or 2 (usage) before doing any work.
+# Usage: test_generate.sh MINDIESD_BINARY SOURCE_DIR
+set -euo pipefail
+bin="$1"
+model="$2/tests/data/golden/flux/pipeline"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# PNG signature and IHDR width/height (big-endian u32 at bytes 16 and 20).
+png_size() {
+  [[ "$(od -An -tx1 -N8 "$1" | tr -d ' \n')" == "89504e470d0a1a0a" ]] || fail "$1 is not a PNG"
+  local w h
+  w=$(od -An -tu1 -j16 -N4 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4}')
+  h=$(od -An -tu1 -j20 -N4 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4}')
+  echo "${w}x${h}"
+}
+
+"$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 2 \
+  --size 40x24 --seed 7 --dtype f32 --max-sequence-length 16 --out "$tmp/one.png" \
+  >"$tmp/stdout" 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "generate exited $?"; }
+[[ "$(png_size "$tmp/one.png")" == "40x24" ]] || fail "one.png is $(png_size "$tmp/one.png")"
+grep -q "wrote $tmp/one.png" "$tmp/stdout" || fail "no 'wrote' line: $(cat "$tmp/stdout")"
+grep -q "denoising" "$tmp/stderr" || fail "no progress bar"
+grep -q "peak memory" "$tmp/stderr" || fail "no summary"
+
+# Same seed, same bytes; a batch writes numbered files.
+"$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 2 \
+  --size 40x24 --seed 7 --dtype f32 --max-sequence-length 16 --out "$tmp/again.png" --quiet \
+  >/dev/null 2>&1 || fail "second run failed"
+cmp -s "$tmp/one.png" "$tmp/again.png" || fail "same seed gave different images"
+"$bin" generate --model "$model" --prompt "a" --prompt "b" --num-images 2 --steps 1 \
+  --size 32x32 --max-sequence-length 8 --out "$tmp/batch.png" --quiet >/dev/null 2>&1 ||
+  fail "batch run failed"
+for i in 0 1 2 3; do [[ -f "$tmp/batch-$i.png" ]] || fail "batch-$i.png missing"; done
+
+# Bad requests: exit code and a message naming the problem, no output file.
+expect_fail() {
+  local code="$1" needle="$2"; shift 2
+  set +e
+  "$bin" generate "$@" --out "$tmp/bad.png" >"$tmp/stdout" 2>"$tmp/stderr"
+  local rc=$?
+  set -e
+  [[ $rc == "$code" ]] || fail "expected exit $code, got $rc for: $* ($(cat "$tmp/stderr"))"
+  grep -q -- "$needle" "$tmp/stderr" || fail "stderr lacks '$needle': $(cat "$tmp/stderr")"
+  [[ ! -e "$tmp/bad.png" ]] || fail "an image was written for a bad request"
+}
+expect_fail 1 "not a multiple of 4" --model "$model" --prompt "x" --size 30x32
+expect_fail 1 "steps must be in" --model "$model" --prompt "x" --steps 0 --size 32x32
+expect_fail 1 "prompt 0 is empty" --model "$model" --prompt "" --size 32x32
+expect_fail 1 "lacks components\|NotFound\|not found\|does not exist" --model "$tmp/nowhere" --prompt "x"
+expect_fail 2 "--model DIR is required" --prompt "x"
+expect_fail 2 "not a number" --model "$model" --prompt "x" --steps many
+expect_fail 2 "expected WxH" --model "$model" --prompt "x" --size 32
+echo "cli generate: ok"
