@@ -58,21 +58,6 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
-// Well-formed UTF-8 lead/continuation structure (what the tokenizers need to split characters).
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
-                   : (c & 0xF8) == 0xF0 ? 3 : 4;
-    if (n == 4 || s.size() - i <= n) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += n + 1;
-  }
-  return true;
-}
-
 void check_prompts(const std::vector<std::string>& prompts, const char* what, bool allow_empty) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string& p = prompts[i];
@@ -81,7 +66,7 @@ void check_prompts(const std::vector<std::string>& prompts, const char* what, bo
     MINDIESD_CHECK(p.size() <= kMaxPromptBytes, InvalidArgument, what, " ", i, " is ", p.size(),
                    " bytes long; the limit is ", kMaxPromptBytes,
                    " (only the first 77 CLIP / max_sequence_length T5 tokens are used)");
-    MINDIESD_CHECK(valid_utf8(p), InvalidArgument, what, " ", i, " is not valid UTF-8");
+    text::check_text(p, str_cat(what, " ", i));
   }
 }
 
@@ -207,6 +192,10 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir, const FluxPipe
   impl->vae.emplace(models::AutoencoderKL::load(folder.component("vae"), options.dtype));
   impl->load_s = seconds_since(t0);
   return FluxPipeline(std::move(impl));
+}
+
+bool FluxPipeline::text_encoders_resident() const {
+  return impl_->clip.has_value() || impl_->t5.has_value();
 }
 
 int64_t FluxPipeline::vae_scale_factor() const {

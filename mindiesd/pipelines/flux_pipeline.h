@@ -92,6 +92,9 @@ class FluxPipeline {
                                  int64_t num_images_per_prompt, int64_t max_sequence_length);
   FluxResult generate(const FluxRequest& request);
 
+  // Whether CLIP / T5 are loaded now (between requests only with keep_text_encoders).
+  bool text_encoders_resident() const;
+
   int64_t vae_scale_factor() const;
   // Image token count for a size (what dynamic shifting keys on).
   int64_t image_seq_len(int64_t height, int64_t width) const;

@@ -431,7 +431,7 @@ ClipTokenizer ClipTokenizer::from_parts(const std::filesystem::path& vocab_json,
 }
 
 std::vector<int64_t> ClipTokenizer::encode(std::string_view text) const {
-  check_utf8(text, "CLIP tokenizer");
+  check_text(text, "CLIP tokenizer");
   const Impl& m = *impl_;
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 4);

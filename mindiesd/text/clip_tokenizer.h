@@ -12,10 +12,12 @@
 //                 rank (lowest first, leftmost among equals) as tokenizers' Word::merge_all
 //   post-process  <|startoftext|> ids <|endoftext|> (encode_padded only)
 //
-// Unicode properties (\p{L}, \p{N}, \s = White_Space, lowercase, NFC) come from ICU; HF uses the
-// tables compiled into the tokenizers wheel, so characters new in a later Unicode version than
-// this ICU's may differ. Invalid UTF-8 is refused (InvalidArgument); HF takes Python str, which
-// cannot hold it.
+// Unicode properties (\p{L}, \p{N}, \s = White_Space, lowercase, NFC) come from ICU. tokenizers'
+// NFC has Unicode 9.0 tables, which we follow (characters assigned later pass through unchanged);
+// its regex and lowercase tables are newer than ICU 72's Unicode 15.0, so the ~5000 characters
+// added in Unicode 15.1/16.0 (unassigned for ICU 72) classify as "other" here but as letters or
+// numbers in HF. Every character assigned in Unicode 15.0 matches. Invalid UTF-8 is refused
+// (InvalidArgument); HF takes Python str, which cannot hold it.
 //
 // Load errors: NotFound for a missing folder or file; Corrupt for a vocab.json that is not a JSON
 // object of token -> non-negative integer id, a merges.txt line that is not two tokens separated
@@ -42,7 +44,8 @@ class ClipTokenizer {
                                   const std::filesystem::path& merges_txt);
   // vocab.json + merges.txt in `dir`, and tokenizer_config.json when present: its bos_token,
   // eos_token, pad_token, unk_token and added tokens (added_tokens_decoder,
-  // additional_special_tokens), which must all be in vocab.json.
+  // additional_special_tokens), which must all be in vocab.json (Unsupported otherwise: HF would
+  // append them to the vocabulary).
   static ClipTokenizer from_folder(const std::filesystem::path& dir);
 
   // The ids of `text`, without special tokens, truncation or padding.

@@ -432,18 +432,20 @@ T5Tokenizer T5Tokenizer::from_folder(const std::filesystem::path& dir) {
     auto it = impl->ids.find(token);
     return it == impl->ids.end() ? -1 : it->second;
   };
-  // transformers' order of the special token fields: eos, unk, pad.
-  for (const char* key : {"eos_token", "unk_token", "pad_token"}) {
-    const std::string_view k(key);
-    AddedToken t = config_special_token(config, key,
-                                        k == "eos_token"   ? "</s>"
-                                        : k == "unk_token" ? "<unk>"
-                                                           : "<pad>",
-                                        csrc);
-    const int64_t id = lookup(t.content);
-    MINDIESD_CHECK(id >= 0, Corrupt, key, " \"", t.content, "\" is not a piece of ", src);
-    if (k == "eos_token") impl->eos = id;
-    if (k == "pad_token") impl->pad = id;
+  // transformers' order of the special token fields: eos, unk, pad. (<unk> only needs to exist:
+  // the Unigram model's unknown id is 2 whatever the field says, as in T5Tokenizer.)
+  struct Special {
+    const char* key;
+    std::string_view fallback;
+    int64_t* id;
+  };
+  int64_t unk_token_id = 0;
+  for (const Special& s :
+       {Special{"eos_token", "</s>", &impl->eos}, Special{"unk_token", "<unk>", &unk_token_id},
+        Special{"pad_token", "<pad>", &impl->pad}}) {
+    AddedToken t = config_special_token(config, s.key, s.fallback, csrc);
+    *s.id = lookup(t.content);
+    MINDIESD_CHECK(*s.id >= 0, Corrupt, s.key, " \"", t.content, "\" is not a piece of ", src);
     added.push_back(std::move(t));
   }
   for (int64_t k = 0; k < extra_ids; ++k)
@@ -476,7 +478,7 @@ T5Tokenizer T5Tokenizer::from_folder(const std::filesystem::path& dir) {
 }
 
 std::vector<int64_t> T5Tokenizer::encode(std::string_view text) const {
-  check_utf8(text, "T5 tokenizer");
+  check_text(text, "T5 tokenizer");
   const Impl& m = *impl_;
   std::vector<int64_t> out;
   out.reserve(text.size() / 3 + 4);

@@ -18,9 +18,9 @@
 //     min_score - 10 and consecutive unknowns fuse into one <unk> (id 2, as T5Tokenizer fixes it).
 //   - the vocabulary is the SentencePiece pieces followed by <extra_id_{extra_ids-1}> ...
 //     <extra_id_0> (extra_ids from tokenizer_config.json, default 100), and </s> is appended.
-// Grapheme clusters and whitespace come from ICU (Unicode 15 for ICU 72); the tokenizers wheel
-// has its own tables, so scripts whose cluster rules changed later (Indic conjuncts, Unicode
-// 15.1) may differ in rare cases. Invalid UTF-8 is refused (InvalidArgument).
+// Grapheme clusters and whitespace come from ICU 72 (Unicode 15.0); the tokenizers wheel has
+// newer tables, so text with characters added in Unicode 15.1/16.0 (unassigned for ICU 72) may
+// cluster differently. Invalid UTF-8 is refused (InvalidArgument).
 //
 // Load errors: NotFound for a missing folder or spiece.model; Corrupt (naming the file) when
 // libsentencepiece rejects the model, its charsmap is malformed, or </s>, <pad> or <unk> are not

@@ -94,7 +94,9 @@ Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows) {
   return t;
 }
 
-void check_utf8(std::string_view text, std::string_view what) {
+void check_text(std::string_view text, std::string_view what) {
+  MINDIESD_CHECK(text.size() <= kMaxTextBytes, InvalidArgument, what, ": the text has ",
+                 text.size(), " bytes, more than the ", kMaxTextBytes, " allowed");
   const size_t bad = io::find_invalid_utf8(text);
   MINDIESD_CHECK(bad == std::string_view::npos, InvalidArgument, what,
                  ": the text is not valid UTF-8 (byte offset ", bad, ", value 0x", std::hex,

@@ -20,10 +20,14 @@ namespace mindiesd::text {
 // there are no rows, a row is empty or the rows differ in length (naming the row).
 Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows);
 
-// InvalidArgument when `text` is not valid UTF-8 (overlong forms, surrogates and code points past
-// U+10FFFF included), naming `what` and the byte offset. The HF tokenizers take Python str, which
-// can hold no invalid UTF-8, so there is no replacement policy to match: we refuse.
-void check_utf8(std::string_view text, std::string_view what);
+// The longest text the tokenizers take (ICU indexes strings with int32_t).
+inline constexpr size_t kMaxTextBytes = size_t{256} << 20;
+
+// InvalidArgument when `text` is longer than kMaxTextBytes or is not valid UTF-8 (overlong forms,
+// surrogates and code points past U+10FFFF included), naming `what` and the byte offset. The HF
+// tokenizers take Python str, which can hold no invalid UTF-8, so there is no replacement policy
+// to match: we refuse.
+void check_text(std::string_view text, std::string_view what);
 
 // The code point starting at text[i] (text must be valid UTF-8); advances i past it.
 inline char32_t next_code_point(std::string_view text, size_t& i) {

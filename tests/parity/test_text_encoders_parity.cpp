@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,7 +37,8 @@ const std::string kFlux = MINDIESD_SOURCE_DIR "/tests/data/golden/flux";
 const std::string kPipeline = kFlux + "/pipeline";
 const std::string kClipDir = kPipeline + "/text_encoder";
 const std::string kT5Dir = kPipeline + "/text_encoder_2";
-const std::string kExtra = MINDIESD_SOURCE_DIR "/tests/data/golden/text_encoders/io.safetensors";
+const std::string kExtraDir = MINDIESD_SOURCE_DIR "/tests/data/golden/text_encoders";
+const std::string kExtra = kExtraDir + "/io.safetensors";
 
 const io::WeightStore& flux_io() {
   static const io::WeightStore s = io::WeightStore::open(kFlux + "/io.safetensors");
@@ -64,13 +66,15 @@ T5Config t5_config() {
 
 // Milliseconds per call of f (best of `reps` after one warm-up).
 template <typename F>
-double best_ms(F&& f, int reps = 5) {
+double best_ms(F&& f, int reps = 20) {
   f();
   double best = 1e30;
   for (int i = 0; i < reps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(
+        best,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -114,7 +118,8 @@ TEST(TextEncodersParity, ConfigsReadWithoutUnknownKeys) {
     "output_past": true, "pad_token_id": 0, "relative_attention_max_distance": 128,
     "relative_attention_num_buckets": 32, "tie_word_embeddings": false,
     "torch_dtype": "bfloat16", "transformers_version": "4.43.3", "use_cache": true,
-    "vocab_size": 32128})", "flux-dev/text_encoder_2/config.json");
+    "vocab_size": 32128})",
+                                                        "flux-dev/text_encoder_2/config.json");
   const T5Config xxl = T5Config::read(real);
   EXPECT_TRUE(real.unknown_keys().empty()) << real.unknown_keys().front();
   EXPECT_EQ(xxl.d_model, 4096);
@@ -123,7 +128,8 @@ TEST(TextEncodersParity, ConfigsReadWithoutUnknownKeys) {
   // T5Config.__post_init__ derives the activation from feed_forward_proj; explicit keys win.
   io::ConfigReader relu = io::ConfigReader::from_string(R"({"feed_forward_proj": "relu"})", "c");
   EXPECT_FALSE(T5Config::read(relu).is_gated_act);
-  io::ConfigReader silu = io::ConfigReader::from_string(R"({"feed_forward_proj": "gated-silu"})", "c");
+  io::ConfigReader silu =
+      io::ConfigReader::from_string(R"({"feed_forward_proj": "gated-silu"})", "c");
   const T5Config s = T5Config::read(silu);
   EXPECT_TRUE(s.is_gated_act);
   EXPECT_EQ(s.dense_act_fn, "silu");
@@ -157,26 +163,29 @@ TEST(TextEncodersParity, AbsurdConfigValuesAreClearErrors) {
                {"t5/config.json", "d_model"});
   expect_error([&] { t5(R"({"num_layers": 123456789})"); }, ErrorKind::InvalidArgument,
                {"num_layers"});
-  expect_error([&] { t5(R"({"feed_forward_proj": "gated-gelu-x"})"); },
-               ErrorKind::InvalidArgument, {"feed_forward_proj", "gated-gelu-x"});
+  expect_error([&] { t5(R"({"feed_forward_proj": "gated-gelu-x"})"); }, ErrorKind::InvalidArgument,
+               {"feed_forward_proj", "gated-gelu-x"});
   expect_error([&] { t5(R"({"feed_forward_proj": "gated-mish"})"); }, ErrorKind::InvalidArgument,
                {"dense_act_fn", "mish"});
-  expect_error([&] { t5(R"({"relative_attention_num_buckets": 2})"); },
-               ErrorKind::InvalidArgument, {"relative_attention_num_buckets"});
-  expect_error([&] { t5(R"({"relative_attention_max_distance": 8})"); },
-               ErrorKind::InvalidArgument, {"relative_attention_max_distance"});
+  expect_error([&] { t5(R"({"relative_attention_num_buckets": 2})"); }, ErrorKind::InvalidArgument,
+               {"relative_attention_num_buckets"});
+  expect_error([&] { t5(R"({"relative_attention_max_distance": 8})"); }, ErrorKind::InvalidArgument,
+               {"relative_attention_max_distance"});
   expect_error([&] { t5(R"({"layer_norm_epsilon": -1e-6})"); }, ErrorKind::InvalidArgument,
                {"layer_norm_epsilon"});
-  expect_error([&] { t5(R"({"is_decoder": true})"); }, ErrorKind::InvalidArgument,
-               {"is_decoder"});
+  expect_error([&] { t5(R"({"is_decoder": true})"); }, ErrorKind::InvalidArgument, {"is_decoder"});
 
   // A config that does not match the weights: every mis-shaped tensor is named.
   CLIPTextConfig c = clip_config();
   c.intermediate_size = 40;
-  expect_error([&] { CLIPTextModel::from_weights(c, io::WeightStore::open(kClipDir + "/model.safetensors"), DType::f32); },
-               ErrorKind::InvalidArgument,
-               {"encoder.layers.0.mlp.fc1.weight is (37, 32), expected (40, 32)",
-                "encoder.layers.1.mlp.fc2.weight"});
+  expect_error(
+      [&] {
+        CLIPTextModel::from_weights(c, io::WeightStore::open(kClipDir + "/model.safetensors"),
+                                    DType::f32);
+      },
+      ErrorKind::InvalidArgument,
+      {"encoder.layers.0.mlp.fc1.weight is (37, 32), expected (40, 32)",
+       "encoder.layers.1.mlp.fc2.weight"});
 }
 
 // ---- CLIP ----
@@ -232,7 +241,9 @@ TEST(TextEncodersParity, ClipPoolingFollowsTheEosRule) {
   const std::vector<float> v = {1, 5, 7, 900, 4, 7, 900, 3, 1, 5, 6, 8, 9, 10, 11, 12};
   const Tensor ids = Tensor::from_vector(v, {2, 8}).to(DType::i64);
   const auto o2 = m2.forward(ids), o7 = m7.forward(ids);
-  auto row = [](const Tensor& h, int64_t b, int64_t pos) { return h.select(0, b).select(0, pos).to_vector(); };
+  auto row = [](const Tensor& h, int64_t b, int64_t pos) {
+    return h.select(0, b).select(0, pos).to_vector();
+  };
   EXPECT_EQ(o2.pooler_output.select(0, 0).to_vector(), row(o2.last_hidden_state, 0, 3));
   EXPECT_EQ(o2.pooler_output.select(0, 1).to_vector(), row(o2.last_hidden_state, 1, 7));
   EXPECT_EQ(o7.pooler_output.select(0, 0).to_vector(), row(o7.last_hidden_state, 0, 2));
@@ -243,14 +254,30 @@ TEST(TextEncodersParity, ClipPoolingFollowsTheEosRule) {
                "causal prefix");
 }
 
+TEST(TextEncodersParity, ClipGeluWithModernEosMatchesTransformers) {
+  // hidden_act "gelu" (the f32 GEMM epilogue; op by op in bf16) and eos_token_id 3: pooled at
+  // the first eos, while the largest id (bos) sits at position 0.
+  const io::DiffusersFolder folder = io::DiffusersFolder::open(kExtraDir + "/clip_gelu");
+  const Tensor ids = extra_io().get("clip_gelu.ids");
+  for (const auto& [dt, name, tol, cos] : {std::tuple{DType::f32, "f32", 1e-5, 0.9999999},
+                                           std::tuple{DType::bf16, "bf16", 0.0625, 0.9999}}) {
+    const CLIPTextModel m = CLIPTextModel::load(folder.component("clip_gelu"), dt);
+    EXPECT_EQ(m.config().eos_token_id, 3);
+    const auto out = m.forward(ids);
+    const std::string p = str_cat("clip_gelu.", name);
+    expect_close(out.last_hidden_state, extra_io().get(p + ".last_hidden"), tol, cos,
+                 p + ".last_hidden");
+    expect_close(out.pooler_output, extra_io().get(p + ".pooled"), tol, cos, p + ".pooled");
+  }
+}
+
 TEST(TextEncodersParity, ClipBindsTransformers4Names) {
   // FLUX.1-dev's text_encoder (saved by transformers 4) prefixes every name with "text_model."
   // and may store the position_ids buffer.
   test::TempDir dir("clip_names");
   auto tensors = all_tensors(kClipDir + "/model.safetensors");
   for (auto& [name, t] : tensors) name = "text_model." + name;
-  tensors.emplace_back("text_model.embeddings.position_ids",
-                       ops::full({1, 77}, 0.0, DType::i64));
+  tensors.emplace_back("text_model.embeddings.position_ids", ops::full({1, 77}, 0.0, DType::i64));
   io::save_safetensors(dir / "model.safetensors", tensors);
   const CLIPTextModel m = CLIPTextModel::from_weights(
       clip_config(), io::WeightStore::open(dir / "model.safetensors"), DType::f32);
@@ -304,8 +331,11 @@ TEST(TextEncodersParity, ClipBadInputsAreClearErrors) {
                {"sequence length 78", "max_position_embeddings 77"});
   expect_error([&] { m.forward(ops::full({77}, 5.0, DType::i64)); }, ErrorKind::InvalidArgument,
                {"2-d"});
-  expect_error([&] { m.forward(ops::full({1, 77}, 5.0, DType::f32)); }, ErrorKind::InvalidArgument,
-               {"i64 or i32"});
+  expect_error(
+      [&] {
+        m.forward(ops::full({1, 77}, 5.0, DType::f32));
+      },
+      ErrorKind::InvalidArgument, {"i64 or i32"});
   // i32 ids are accepted as nn.Embedding accepts them.
   const auto o32 = m.forward(flux_io().get("b.clip_ids").to(DType::i32));
   expect_close(o32.pooler_output, flux_io().get("b.pooled_prompt_embeds"), 1e-5, 0.9999999,
@@ -315,7 +345,8 @@ TEST(TextEncodersParity, ClipBadInputsAreClearErrors) {
 // ---- T5 ----
 
 TEST(TextEncodersParity, T5RelativePositionBucketsMatchTransformers) {
-  for (const auto& [nb, md] : std::vector<std::pair<int64_t, int64_t>>{{32, 128}, {64, 256}, {16, 100}, {8, 12}}) {
+  for (const auto& [nb, md] :
+       std::vector<std::pair<int64_t, int64_t>>{{32, 128}, {64, 256}, {16, 100}, {8, 12}}) {
     const Tensor want = extra_io().get(str_cat("buckets.", nb, "_", md));
     const int64_t n = (want.numel() - 1) / 2;
     const int64_t* w = want.data<int64_t>();
@@ -323,7 +354,8 @@ TEST(TextEncodersParity, T5RelativePositionBucketsMatchTransformers) {
     for (int64_t r = -n; r <= n; ++r) {
       const int64_t got = models::t5_relative_position_bucket(r, true, nb, md);
       if (got != w[r + n] && ++bad <= 5)
-        ADD_FAILURE() << "buckets " << nb << "/" << md << " at " << r << ": " << got << " vs " << w[r + n];
+        ADD_FAILURE() << "buckets " << nb << "/" << md << " at " << r << ": " << got << " vs "
+                      << w[r + n];
     }
     EXPECT_EQ(bad, 0) << nb << "/" << md;
   }
@@ -361,6 +393,17 @@ TEST(TextEncodersParity, T5MatchesTransformersInBf16AndF16) {
   const Tensor o16 = h.forward(flux_io().get("b.t5_ids"));
   EXPECT_EQ(o16.dtype(), DType::f16);
   expect_close(o16, extra_io().get("t5.f16"), 0.01, 0.99999, "t5.f16");
+}
+
+TEST(TextEncodersParity, T5ReluMatchesTransformers) {
+  // The original T5's non-gated feed-forward (T5DenseActDense: wi -> relu -> wo).
+  const io::DiffusersFolder folder = io::DiffusersFolder::open(kExtraDir + "/t5_relu");
+  const Tensor ids = extra_io().get("t5_relu.ids");
+  const T5EncoderModel f = T5EncoderModel::load(folder.component("t5_relu"), DType::f32);
+  EXPECT_FALSE(f.config().is_gated_act);
+  expect_close(f.forward(ids), extra_io().get("t5_relu.f32"), 1e-5, 0.9999999, "t5_relu f32");
+  const T5EncoderModel b = T5EncoderModel::load(folder.component("t5_relu"), DType::bf16);
+  expect_close(b.forward(ids), extra_io().get("t5_relu.bf16"), 0.0625, 0.9999, "t5_relu bf16");
 }
 
 TEST(TextEncodersParity, T5BindsEitherEmbeddingName) {
@@ -403,32 +446,52 @@ TEST(TextEncodersParity, T5BadWeightsNameTheTensor) {
     return io::WeightStore::open(dir / file);
   };
   const std::string wo = "encoder.block.1.layer.1.DenseReluDense.wo.weight";
-  expect_error([&] {
-    T5EncoderModel::from_weights(t5_config(), write("a.safetensors", [&](auto& e) { return e.first != wo; }), DType::bf16);
-  }, ErrorKind::InvalidArgument, {"T5EncoderModel", "missing", wo, "(32, 37)"});
-  expect_error([&] {
-    T5EncoderModel::from_weights(t5_config(), write("b.safetensors", [&](auto& e) {
-      if (e.first == "shared.weight") e.first = "embed.weight";
-      return true;
-    }), DType::f32);
-  }, ErrorKind::InvalidArgument, {"missing", "shared.weight (260, 32)", "unexpected", "embed.weight"});
+  expect_error(
+      [&] {
+        T5EncoderModel::from_weights(t5_config(),
+                                     write("a.safetensors", [&](auto& e) { return e.first != wo; }),
+                                     DType::bf16);
+      },
+      ErrorKind::InvalidArgument, {"T5EncoderModel", "missing", wo, "(32, 37)"});
+  expect_error(
+      [&] {
+        T5EncoderModel::from_weights(t5_config(),
+                                     write("b.safetensors",
+                                           [&](auto& e) {
+                                             if (e.first == "shared.weight")
+                                               e.first = "embed.weight";
+                                             return true;
+                                           }),
+                                     DType::f32);
+      },
+      ErrorKind::InvalidArgument,
+      {"missing", "shared.weight (260, 32)", "unexpected", "embed.weight"});
   const std::string rab = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight";
-  expect_error([&] {
-    T5EncoderModel::from_weights(t5_config(), write("c.safetensors", [&](auto& e) {
-      if (e.first == rab) e.second = e.second.narrow(0, 0, 16);
-      return true;
-    }), DType::f32);
-  }, ErrorKind::InvalidArgument, {"wrong shape", rab + " is (16, 4), expected (32, 4)"});
+  expect_error(
+      [&] {
+        T5EncoderModel::from_weights(t5_config(),
+                                     write("c.safetensors",
+                                           [&](auto& e) {
+                                             if (e.first == rab)
+                                               e.second = e.second.narrow(0, 0, 16);
+                                             return true;
+                                           }),
+                                     DType::f32);
+      },
+      ErrorKind::InvalidArgument, {"wrong shape", rab + " is (16, 4), expected (32, 4)"});
   // A relu (non-gated) config over gated weights: wi missing, wi_0 / wi_1 unexpected.
   T5Config relu = t5_config();
   relu.feed_forward_proj = "relu";
   relu.dense_act_fn = "relu";
   relu.is_gated_act = false;
-  expect_error([&] {
-    T5EncoderModel::from_weights(relu, io::WeightStore::open(kT5Dir + "/model.safetensors"), DType::f32);
-  }, ErrorKind::InvalidArgument,
-               {"encoder.block.0.layer.1.DenseReluDense.wi.weight", "unexpected",
-                "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"});
+  expect_error(
+      [&] {
+        T5EncoderModel::from_weights(relu, io::WeightStore::open(kT5Dir + "/model.safetensors"),
+                                     DType::f32);
+      },
+      ErrorKind::InvalidArgument,
+      {"encoder.block.0.layer.1.DenseReluDense.wi.weight", "unexpected",
+       "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"});
 }
 
 TEST(TextEncodersParity, T5BadInputsAreClearErrors) {
@@ -437,12 +500,23 @@ TEST(TextEncodersParity, T5BadInputsAreClearErrors) {
   ids.data<int64_t>()[33] = 260;
   expect_error([&] { m.forward(ids); }, ErrorKind::InvalidArgument,
                {"T5EncoderModel", "input_ids[1, 1] = 260", "[0, 260)"});
-  expect_error([&] { m.forward(Tensor::empty({1, 0}, DType::i64)); }, ErrorKind::InvalidArgument,
-               {"empty"});
-  expect_error([&] { T5EncoderModel::load(io::DiffusersFolder::open(kPipeline).component("text_encoder"), DType::f32); },
-               ErrorKind::InvalidArgument, {"CLIPTextModel"});
-  expect_error([&] { T5EncoderModel::from_weights(t5_config(), io::WeightStore::open(kT5Dir + "/model.safetensors"), DType::i8); },
-               ErrorKind::InvalidArgument, {"compute dtype"});
+  expect_error(
+      [&] {
+        m.forward(Tensor::empty({1, 0}, DType::i64));
+      },
+      ErrorKind::InvalidArgument, {"empty"});
+  expect_error(
+      [&] {
+        T5EncoderModel::load(io::DiffusersFolder::open(kPipeline).component("text_encoder"),
+                             DType::f32);
+      },
+      ErrorKind::InvalidArgument, {"CLIPTextModel"});
+  expect_error(
+      [&] {
+        T5EncoderModel::from_weights(
+            t5_config(), io::WeightStore::open(kT5Dir + "/model.safetensors"), DType::i8);
+      },
+      ErrorKind::InvalidArgument, {"compute dtype"});
 }
 
 // ---- speed (run with --gtest_also_run_disabled_tests) ----
@@ -464,16 +538,21 @@ TEST(TextEncodersParity, DISABLED_T5XxlLayerBf16Speed) {
   std::vector<std::pair<std::string, Tensor>> w;
   uint64_t seed = 1;
   auto rnd = [&](const std::string& name, const Shape& shape, double stddev) {
-    w.emplace_back(name, ops::affine(ops::randn(shape, seed++), static_cast<float>(stddev), 0.0f).to(DType::bf16));
+    w.emplace_back(
+        name,
+        ops::affine(ops::randn(shape, seed++), static_cast<float>(stddev), 0.0f).to(DType::bf16));
   };
-  auto ones = [&](const std::string& name) { w.emplace_back(name, ops::full({d}, 1.0, DType::bf16)); };
+  auto ones = [&](const std::string& name) {
+    w.emplace_back(name, ops::full({d}, 1.0, DType::bf16));
+  };
   rnd("shared.weight", {c.vocab_size, d}, 1.0);
   const std::string a = "encoder.block.0.layer.0.", f = "encoder.block.0.layer.1.";
   rnd(a + "SelfAttention.q.weight", {inner, d}, 1.0 / std::sqrt(double(d * c.d_kv)));
   rnd(a + "SelfAttention.k.weight", {inner, d}, 1.0 / std::sqrt(double(d)));
   rnd(a + "SelfAttention.v.weight", {inner, d}, 1.0 / std::sqrt(double(d)));
   rnd(a + "SelfAttention.o.weight", {d, inner}, 1.0 / std::sqrt(double(inner)));
-  rnd(a + "SelfAttention.relative_attention_bias.weight", {c.relative_attention_num_buckets, c.num_heads}, 1.0 / std::sqrt(double(d)));
+  rnd(a + "SelfAttention.relative_attention_bias.weight",
+      {c.relative_attention_num_buckets, c.num_heads}, 1.0 / std::sqrt(double(d)));
   ones(a + "layer_norm.weight");
   rnd(f + "DenseReluDense.wi_0.weight", {ff, d}, 1.0 / std::sqrt(double(d)));
   rnd(f + "DenseReluDense.wi_1.weight", {ff, d}, 1.0 / std::sqrt(double(d)));
@@ -483,44 +562,16 @@ TEST(TextEncodersParity, DISABLED_T5XxlLayerBf16Speed) {
   test::TempDir dir("t5xxl");
   io::save_safetensors(dir / "model.safetensors", w);
   w.clear();
-  const T5EncoderModel m =
-      T5EncoderModel::from_weights(c, io::WeightStore::open(dir / "model.safetensors"), DType::bf16);
+  const T5EncoderModel m = T5EncoderModel::from_weights(
+      c, io::WeightStore::open(dir / "model.safetensors"), DType::bf16);
   const Tensor ids = ops::full({1, 512}, 0.0, DType::i64);
   for (int64_t i = 0; i < 512; ++i) ids.data<int64_t>()[i] = (i * 7919) % c.vocab_size;
   const double ms = best_ms([&] { m.forward(ids); }, 3);
   // GEMM work: 4 d x inner projections + 3 d x ff, 2 flops per multiply-add, 512 rows.
   const double gflop = 2.0 * 512 * (4.0 * d * inner + 3.0 * d * ff) * 1e-9;
-  std::printf("  T5-XXL block bf16, L=512: %.1f ms (%.1f GFLOP of GEMM, %.0f GFLOP/s)\n", ms,
-              gflop, gflop / ms * 1e3);
+  std::printf("  T5-XXL block bf16, L=512: %.1f ms (%.1f GFLOP of GEMM, %.0f GFLOP/s)\n", ms, gflop,
+              gflop / ms * 1e3);
 }
 
 }  // namespace
 }  // namespace mindiesd
-#include "mindiesd/layer/attention.h"
-#include "mindiesd/layer/linear.h"
-#include "mindiesd/layer/norm.h"
-namespace mindiesd {
-TEST(TextEncodersDebug, DISABLED_Pieces) {
-  auto ms = [](auto&& f) { f(); double best = 1e30; for (int i = 0; i < 3; ++i) { auto t0 = std::chrono::steady_clock::now(); f(); best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()); } return best; };
-  const DType bf = DType::bf16;
-  Tensor table = ops::randn({32, 64}, 1).to(bf);
-  Tensor idx = Tensor::empty({512 * 512}, DType::i64);
-  for (int64_t i = 0; i < 512 * 512; ++i) idx.data<int64_t>()[i] = i % 32;
-  Tensor bias;
-  std::printf("bias: %.2f ms\n", ms([&] { bias = ops::index_select(table, 0, idx).view({512, 512, 64}).permute({2, 0, 1}).contiguous().unsqueeze(0); }));
-  Tensor q = ops::randn({1, 512, 64, 64}, 2).to(bf), k = ops::randn({1, 512, 64, 64}, 3).to(bf), v = ops::randn({1, 512, 64, 64}, 4).to(bf);
-  layer::AttentionOptions o; o.scale = 1.0f;
-  std::printf("attn+bias: %.2f ms\n", ms([&] { layer::attention_forward(q, k, v, bias, "BSND", o); }));
-  Tensor bias32 = bias.to(DType::f32);
-  std::printf("attn+bias f32: %.2f ms\n", ms([&] { layer::attention_forward(q, k, v, bias32, "BSND", o); }));
-  std::printf("attn nobias: %.2f ms\n", ms([&] { layer::attention_forward(q, k, v, Tensor(), "BSND", o); }));
-  Tensor h = ops::randn({1, 512, 10240}, 5).to(bf);
-  std::printf("gelu_new chain: %.2f ms\n", ms([&] { models::transformers_activation("gelu_new", h); }));
-  std::printf("gelu fused: %.2f ms\n", ms([&] { ops::gelu(h, true); }));
-  std::printf("mul: %.2f ms\n", ms([&] { ops::mul(h, h); }));
-  Tensor x = ops::randn({1, 512, 4096}, 6).to(bf), w = ops::full({4096}, 1.0, bf);
-  std::printf("add_rms_norm: %.2f ms\n", ms([&] { layer::add_rms_norm(x, x, w, 1e-6f); }));
-  Tensor W = ops::randn({4096, 4096}, 7).to(bf);
-  std::printf("linear 4096: %.2f ms\n", ms([&] { layer::linear(x, W); }));
-}
-}

@@ -20,6 +20,7 @@ void mark_transformers_config_keys(io::ConfigReader& reader) {
   // PreTrainedConfig's own fields (transformers 5) and those transformers 4 wrote into every
   // config.json (generation defaults, TF/torchscript flags), plus the dropout / init settings
   // that only matter for training.
+  // clang-format off
   static constexpr std::array<const char*, 62> kGeneric = {
       "architectures", "dtype", "torch_dtype", "transformers_version", "model_type",
       "return_dict", "output_hidden_states", "output_attentions", "torchscript",
@@ -36,6 +37,7 @@ void mark_transformers_config_keys(io::ConfigReader& reader) {
       "task_specific_params", "problem_type", "gradient_checkpointing", "use_cache",
       "output_past", "initializer_range", "initializer_factor", "dropout", "attention_dropout",
       "dropout_rate", "classifier_dropout"};
+  // clang-format on
   for (const char* k : kGeneric) reader.mark_used(k);
 }
 
@@ -69,8 +71,8 @@ Tensor transformers_activation(std::string_view name, const Tensor& x) {
     // NewGELUActivation: 0.5 * input * (1.0 + torch.tanh(sqrt(2 / pi) * (input + 0.044715 *
     // torch.pow(input, 3.0)))), op by op. torch.pow(x, 3) is x * x * x in bf16 and f32 (two
     // roundings) but one powf in f16 (PowKernel.cpp's optimized path skips Half).
-    const Tensor cube =
-        x.dtype() == DType::f16 ? ops::unary(x, UnaryKind::pow_scalar, 3.0f) : ops::mul(ops::mul(x, x), x);
+    const Tensor cube = x.dtype() == DType::f16 ? ops::unary(x, UnaryKind::pow_scalar, 3.0f)
+                                                : ops::mul(ops::mul(x, x), x);
     const float k = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
     const Tensor inner = ops::affine(ops::add(x, ops::affine(cube, 0.044715f, 0.0f)), k, 0.0f);
     return ops::mul(ops::affine(x, 0.5f, 0.0f), ops::affine(ops::tanh(inner), 1.0f, 1.0f));
@@ -155,9 +157,8 @@ void CLIPTextConfig::validate(std::string_view source) const {
   dim("num_hidden_layers", num_hidden_layers, kMaxLayers);
   dim("num_attention_heads", num_attention_heads, hidden_size);
   dim("max_position_embeddings", max_position_embeddings, kMaxDim);
-  MINDIESD_CHECK(hidden_size % num_attention_heads == 0, InvalidArgument, who,
-                 ": hidden_size ", hidden_size, " is not divisible by num_attention_heads ",
-                 num_attention_heads);
+  MINDIESD_CHECK(hidden_size % num_attention_heads == 0, InvalidArgument, who, ": hidden_size ",
+                 hidden_size, " is not divisible by num_attention_heads ", num_attention_heads);
   MINDIESD_CHECK(std::isfinite(layer_norm_eps) && layer_norm_eps > 0, InvalidArgument, who,
                  ": field 'layer_norm_eps' = ", layer_norm_eps, " must be positive and finite");
   MINDIESD_CHECK(is_supported_transformers_activation(hidden_act), InvalidArgument, who,
@@ -210,14 +211,17 @@ CLIPTextModel CLIPTextModel::from_weights(CLIPTextConfig c, io::WeightStore weig
   // transformers 4 saved the tower under "text_model." (transformers 5 strips it on load).
   const std::string prefix =
       weights.valid() && weights.has("text_model.embeddings.token_embedding.weight") ? "text_model."
-                                                                                      : "";
+                                                                                     : "";
   BoundWeights bw(std::move(weights), dtype, what);
-  auto take = [&](const std::string& name, const Shape& shape) { return bw.take(prefix + name, shape); };
+  auto take = [&](const std::string& name, const Shape& shape) {
+    return bw.take(prefix + name, shape);
+  };
   const int64_t h = c.hidden_size, inter = c.intermediate_size;
 
   CLIPTextModel m(c, dtype);
   m.token_embedding_ = take("embeddings.token_embedding.weight", {c.vocab_size, h});
-  m.position_embedding_ = take("embeddings.position_embedding.weight", {c.max_position_embeddings, h});
+  m.position_embedding_ =
+      take("embeddings.position_embedding.weight", {c.max_position_embeddings, h});
   bw.ignore(prefix + "embeddings.position_ids");  // a buffer older checkpoints stored
   m.layers_.resize(static_cast<size_t>(c.num_hidden_layers));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
@@ -251,8 +255,9 @@ CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
   const std::vector<int64_t> ids = checked_input_ids(input_ids, c.vocab_size, "CLIPTextModel");
   const int64_t b = input_ids.size(0), len = input_ids.size(1), h = c.hidden_size;
   const int64_t heads = c.num_attention_heads, head_dim = h / heads;
-  MINDIESD_CHECK(len <= c.max_position_embeddings, InvalidArgument, "CLIPTextModel: sequence length ",
-                 len, " exceeds max_position_embeddings ", c.max_position_embeddings);
+  MINDIESD_CHECK(len <= c.max_position_embeddings, InvalidArgument,
+                 "CLIPTextModel: sequence length ", len, " exceeds max_position_embeddings ",
+                 c.max_position_embeddings);
   const auto eps = static_cast<float>(c.layer_norm_eps);
 
   // CLIPTextEmbeddings: token + position embedding (position_ids 0..L-1), one rounding.

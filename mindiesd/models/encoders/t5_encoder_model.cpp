@@ -34,7 +34,8 @@ bool parse_feed_forward_proj(const std::string& proj, std::string* act, bool* ga
     *act = proj;
     *gated = false;
   } else {
-    if (proj.substr(0, dash) != "gated" || proj.find('-', dash + 1) != std::string::npos) return false;
+    if (proj.substr(0, dash) != "gated" || proj.find('-', dash + 1) != std::string::npos)
+      return false;
     *act = proj.substr(dash + 1);
     *gated = true;
   }
@@ -70,8 +71,8 @@ void T5Config::validate(std::string_view source) const {
   dim("d_ff", d_ff, 1, kMaxDim);
   dim("num_layers", num_layers, 1, kMaxLayers);
   dim("num_heads", num_heads, 1, kMaxDim);
-  MINDIESD_CHECK(num_heads * d_kv <= kMaxDim, InvalidArgument, who, ": num_heads * d_kv = ",
-                 num_heads * d_kv, " exceeds ", kMaxDim);
+  MINDIESD_CHECK(num_heads * d_kv <= kMaxDim, InvalidArgument, who,
+                 ": num_heads * d_kv = ", num_heads * d_kv, " exceeds ", kMaxDim);
   // Bidirectional buckets: half per direction, half of those exact; at least one exact bucket
   // and a max_distance beyond the exact range keep the log-spaced formula defined.
   dim("relative_attention_num_buckets", relative_attention_num_buckets, 4, kMaxBuckets);
@@ -137,15 +138,15 @@ int64_t t5_relative_position_bucket(int64_t relative_position, bool bidirectiona
   }
   const int64_t max_exact = num_buckets / 2;
   MINDIESD_CHECK(max_exact >= 1 && max_distance > max_exact, InvalidArgument,
-                 "t5_relative_position_bucket: num_buckets ", num_buckets,
-                 " / max_distance ", max_distance, " leave no log-spaced range");
+                 "t5_relative_position_bucket: num_buckets ", num_buckets, " / max_distance ",
+                 max_distance, " leave no log-spaced range");
   if (n < max_exact) return ret + n;
   // max_exact + (log(n.float() / max_exact) / math.log(max_distance / max_exact)
   //              * (num_buckets - max_exact)).to(long), each step an f32 op.
   float v = static_cast<float>(n) / static_cast<float>(max_exact);
   v = std::log(v);
-  v = v / static_cast<float>(std::log(static_cast<double>(max_distance) /
-                                      static_cast<double>(max_exact)));
+  v = v / static_cast<float>(
+              std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)));
   v = v * static_cast<float>(num_buckets - max_exact);
   const int64_t large = std::min(max_exact + static_cast<int64_t>(v), num_buckets - 1);
   return ret + large;
@@ -184,8 +185,10 @@ T5EncoderModel T5EncoderModel::from_weights(T5Config c, io::WeightStore weights,
   if (has_shared || !has_embed) m.embedding_ = bw.take("shared.weight", emb_shape);
   if (has_embed) {
     const char* name = "encoder.embed_tokens.weight";
-    if (has_shared) bw.take(name, emb_shape, store.info(name).dtype.value_or(dtype));
-    else m.embedding_ = bw.take(name, emb_shape);
+    if (has_shared)
+      bw.take(name, emb_shape, store.info(name).dtype.value_or(dtype));
+    else
+      m.embedding_ = bw.take(name, emb_shape);
   }
   for (const std::string& n : store.names())
     if (n.starts_with("decoder.") || n == "lm_head.weight") bw.ignore(n);
@@ -220,16 +223,17 @@ T5EncoderModel T5EncoderModel::from_weights(T5Config c, io::WeightStore weights,
 
 Tensor T5EncoderModel::position_bias(int64_t seq_len, std::optional<DType> dtype) const {
   MINDIESD_CHECK(seq_len >= 1 && seq_len <= kMaxDim, InvalidArgument,
-                 "T5EncoderModel: sequence length ", seq_len, " is out of range [1, ", kMaxDim, "]");
+                 "T5EncoderModel: sequence length ", seq_len, " is out of range [1, ", kMaxDim,
+                 "]");
   const T5Config& c = config_;
   const int64_t n = seq_len, rels = 2 * n - 1;
   // The bias depends on memory - query only. per_head (H, 2L-1) holds the value of every
   // relative position r - (L-1); row i of head h is then per_head[h, L-1-i : 2L-1-i], one copy.
   Tensor buckets = Tensor::empty({rels}, DType::i64);
   for (int64_t r = 0; r < rels; ++r) {
-    buckets.data<int64_t>()[r] = t5_relative_position_bucket(
-        r - (n - 1), /*bidirectional=*/true, c.relative_attention_num_buckets,
-        c.relative_attention_max_distance);
+    buckets.data<int64_t>()[r] = t5_relative_position_bucket(r - (n - 1), /*bidirectional=*/true,
+                                                             c.relative_attention_num_buckets,
+                                                             c.relative_attention_max_distance);
   }
   const DType dt = dtype.value_or(relative_attention_bias_.dtype());
   const Tensor per_head = ops::index_select(relative_attention_bias_.to(Device::cpu()), 0, buckets)
