@@ -11,6 +11,8 @@
 // (mmapped) weights.
 //
 // Usage: bench_flux [--sizes 512,1024] [--repeats 2] [--python PY] [--skip-pipeline]
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -102,7 +104,7 @@ int main(int argc, char** argv) {
   struct Depth { int layers, single; };
   const Depth depths[] = {{1, 0}, {1, 2}};
   std::map<std::pair<int, int64_t>, Timing> ours, theirs;  // (depth index, size)
-  int64_t weight_bytes[2] = {0, 0};
+  int64_t weight_bytes[2] = {0, 0}, double_block_bytes = 0;
   for (int d = 0; d < 2; ++d) {
     const fs::path dir = tmp / ("d" + std::to_string(d));
     const std::string args = "transformer --sizes " + bench::as_args(sizes_arg) + " --layers " +
@@ -119,17 +121,25 @@ int main(int argc, char** argv) {
     }
     const io::DiffusersFolder folder = io::DiffusersFolder::open(dir);
     const auto model = models::FluxTransformer2DModel::load(folder.components().front(), DType::bf16);
-    weight_bytes[d] = folder.components().front().open_weights().num_bytes();
+    const io::WeightStore store = folder.components().front().open_weights();
+    weight_bytes[d] = store.num_bytes();
+    if (d == 0) {  // one double block's bytes, read from the file
+      for (const std::string& name : store.names())
+        if (name.starts_with("transformer_blocks.0.")) double_block_bytes += store.info(name).end - store.info(name).begin;
+    }
     for (int64_t size : sizes) ours[{d, size}] = time_forward(model, size, repeats);
   }
   fs::remove_all(tmp);
 
+  // The (1, 0) model is the embedders + one double block; add the other 18 double blocks and
+  // 38 single blocks.
   const double per_single_bytes = static_cast<double>(weight_bytes[1] - weight_bytes[0]) / 2;
-  const double per_double_bytes = static_cast<double>(weight_bytes[0]) - 0;  // upper bound (incl. embedders)
-  const double full_weights = kDoubleBlocks * per_double_bytes + kSingleBlocks * per_single_bytes;
+  const double full_weights = static_cast<double>(weight_bytes[0]) +
+                              (kDoubleBlocks - 1) * static_cast<double>(double_block_bytes) +
+                              kSingleBlocks * per_single_bytes;
   std::printf("\n%-6s %7s | %10s %10s %11s %8s | %10s %8s | %12s %12s\n", "size", "tokens",
               "ours s/dbl", "ours s/sgl", "ours s/step", "%peak", "torch s/st", "ratio",
-              "our act peak", "torch RSS");
+              "our act peak", "torch RSS*");
   for (int64_t size : sizes) {
     const int64_t tokens = (size / 16) * (size / 16) + kTextTokens;
     auto step = [&](std::map<std::pair<int, int64_t>, Timing>& m, double* dbl, double* sgl) {
@@ -147,8 +157,14 @@ int main(int argc, char** argv) {
                 gib(static_cast<double>(ours[{1, size}].peak_bytes)).c_str(),
                 t > 0 ? gib(static_cast<double>(theirs[{1, size}].peak_bytes)).c_str() : "-");
   }
-  std::printf("full-model weights (extrapolated): %s bf16, mmapped; a full step's peak is about "
-              "that plus the activation peak above\n",
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("* peak RSS of the PyTorch process, with the (1 double, 2 single)-block model's "
+              "weights; this process's peak RSS: %s (mapped weights of both reduced models "
+              "included)\n",
+              gib(static_cast<double>(usage.ru_maxrss) * 1024).c_str());
+  std::printf("full FLUX.1-dev weights: %s in bf16, mmapped and used in place; a full step "
+              "needs that plus the activation peak above\n",
               gib(full_weights).c_str());
 
   if (pipeline) {
