@@ -37,23 +37,35 @@ inline void expect_parity(const Tensor& got, const Tensor& want, const std::stri
   EXPECT_GE(cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
 }
 
+// Max |diff| and cosine similarity of two tensors of the same shape (any dtypes).
+struct Diff {
+  double max_abs = 0;
+  double cosine = 1;
+};
+
+inline Diff compare_tensors(const Tensor& got, const Tensor& want) {
+  const std::vector<float> g = got.to_vector(), w = want.to_vector();
+  Diff d;
+  double gw = 0, gg = 0, ww = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    d.max_abs = std::max(d.max_abs, std::fabs(double(g[i]) - w[i]));
+    gw += double(g[i]) * w[i];
+    gg += double(g[i]) * g[i];
+    ww += double(w[i]) * w[i];
+  }
+  d.cosine = gg * ww > 0 ? gw / std::sqrt(gg * ww) : (gg == ww ? 1.0 : 0.0);
+  return d;
+}
+
 // Model-level parity with bounds stated by the test: max |diff| and cosine similarity, both
 // printed so a test log records how close the port is.
 inline void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
                          const std::string& name) {
   ASSERT_EQ(got.shape(), want.shape()) << name;
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  double worst = 0, gw = 0, gg = 0, ww = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    worst = std::max(worst, std::fabs(double(g[i]) - w[i]));
-    gw += double(g[i]) * w[i];
-    gg += double(g[i]) * g[i];
-    ww += double(w[i]) * w[i];
-  }
-  const double cosine = gg * ww > 0 ? gw / std::sqrt(gg * ww) : (gg == ww ? 1.0 : 0.0);
-  std::printf("  %-40s max |diff| %.3g, cosine %.9f\n", name.c_str(), worst, cosine);
-  EXPECT_LE(worst, max_abs) << name << " (cosine " << cosine << ")";
-  EXPECT_GE(cosine, min_cos) << name << " (max |diff| " << worst << ")";
+  const Diff d = compare_tensors(got, want);
+  std::printf("  %-40s max |diff| %.3g, cosine %.9f\n", name.c_str(), d.max_abs, d.cosine);
+  EXPECT_LE(d.max_abs, max_abs) << name << " (cosine " << d.cosine << ")";
+  EXPECT_GE(d.cosine, min_cos) << name << " (max |diff| " << d.max_abs << ")";
 }
 
 }  // namespace mindiesd::test

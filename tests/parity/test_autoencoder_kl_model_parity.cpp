@@ -22,42 +22,18 @@
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/layer/embedding.h"
 #include "mindiesd/models/vae/autoencoder_kl.h"
+#include "parity/parity.h"
 #include "test_util.h"
 
 namespace mindiesd {
 namespace {
 
+using test::expect_close;
+
 const std::string kGolden = MINDIESD_SOURCE_DIR "/tests/data/golden";
 const std::string kFlux = kGolden + "/flux";
 const std::string kSd = kGolden + "/autoencoder_kl";
 const std::string kTiled = kGolden + "/autoencoder_kl_tiled";
-
-struct Diff {
-  double max_abs = 0, cosine = 0;
-};
-
-Diff compare(const Tensor& got, const Tensor& want) {
-  const std::vector<float> x = got.to_vector(), y = want.to_vector();
-  Diff d;
-  double xy = 0, xx = 0, yy = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    d.max_abs = std::max(d.max_abs, static_cast<double>(std::fabs(x[i] - y[i])));
-    xy += double(x[i]) * y[i];
-    xx += double(x[i]) * x[i];
-    yy += double(y[i]) * y[i];
-  }
-  d.cosine = xy / std::sqrt(xx * yy);
-  return d;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
-                  const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const Diff d = compare(got, want);
-  std::printf("  %-34s max |diff| %.3g, cosine %.9f\n", what.c_str(), d.max_abs, d.cosine);
-  EXPECT_LE(d.max_abs, max_abs) << what << " (cosine " << d.cosine << ")";
-  EXPECT_GE(d.cosine, min_cos) << what << " (max |diff| " << d.max_abs << ")";
-}
 
 void expect_identical(const Tensor& got, const Tensor& want, const std::string& what) {
   ASSERT_EQ(got.shape(), want.shape()) << what;
@@ -191,7 +167,7 @@ TEST_F(AutoencoderKlTiled, TiledDecodeMatchesDiffusers) {
   expect_close(vae(DType::f32, on(16, 0.5)).decode(golden_.get("z")),
                golden_.get("t16.tiled_decode"), 2e-5, 0.999999, "tiled decode (16, 0.5)");
   // And the tiles really were blended: the result is not the plain decode.
-  EXPECT_GT(compare(got, golden_.get("decode")).max_abs, 0.1);
+  EXPECT_GT(test::compare_tensors(got, golden_.get("decode")).max_abs, 0.1);
 }
 
 TEST_F(AutoencoderKlTiled, TiledDecodeMatchesDiffusersInBf16) {
@@ -223,7 +199,7 @@ TEST_F(AutoencoderKlTiled, InputsNoLargerThanATileAreNotTiled) {
   expect_identical(l1, l2, "encode logvar of one tile");
   // One latent wider than a tile is tiled.
   const Tensor wide = golden_.get("z").narrow(2, 0, 8).narrow(3, 0, 9).contiguous();
-  EXPECT_GT(compare(tiled.decode(wide), plain.decode(wide)).max_abs, 1e-3);
+  EXPECT_GT(test::compare_tensors(tiled.decode(wide), plain.decode(wide)).max_abs, 1e-3);
 }
 
 TEST_F(AutoencoderKlTiled, BadTilingIsRejected) {

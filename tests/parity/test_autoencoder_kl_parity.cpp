@@ -15,6 +15,7 @@
 #include "mindiesd/layer/conv.h"
 #include "mindiesd/layer/embedding.h"
 #include "mindiesd/layer/norm.h"
+#include "parity/parity.h"
 
 namespace mindiesd {
 namespace {
@@ -104,33 +105,7 @@ class TinyVae {
   int groups_;
 };
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    m = std::max(m, static_cast<double>(std::fabs(x[i] - y[i])));
-  return m;
-}
-
-double cosine(const Tensor& a, const Tensor& b) {
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  double xy = 0, xx = 0, yy = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    xy += double(x[i]) * y[i];
-    xx += double(x[i]) * x[i];
-    yy += double(y[i]) * y[i];
-  }
-  return xy / std::sqrt(xx * yy);
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
-                  const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const double d = max_abs_diff(got, want), c = cosine(got, want);
-  std::printf("  %-22s max |diff| %.3g, cosine %.9f\n", what.c_str(), d, c);
-  EXPECT_LE(d, max_abs) << what << ": max |diff| " << d << " (cosine " << c << ")";
-  EXPECT_GE(c, min_cos) << what << ": cosine " << c << " (max |diff| " << d << ")";
-}
+using test::expect_close;
 
 TEST(AutoencoderKlParity, DecoderMatchesDiffusersInF32) {
   const auto weights = io::WeightStore::open(kDir + "/vae/diffusion_pytorch_model.safetensors");

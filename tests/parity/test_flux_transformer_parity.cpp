@@ -22,41 +22,17 @@
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/models/flux/flux_transformer.h"
+#include "parity/parity.h"
 #include "test_util.h"
 
 namespace mindiesd {
 namespace {
 
+using test::expect_close;
+
 const std::string kFlux = MINDIESD_SOURCE_DIR "/tests/data/golden/flux";
 const std::string kTransformer = kFlux + "/pipeline/transformer";
 constexpr double kGuidance = 3.5;  // the golden run's guidance_scale
-
-struct Diff {
-  double max_abs = 0, cosine = 0;
-};
-
-Diff compare(const Tensor& got, const Tensor& want) {
-  const std::vector<float> x = got.to_vector(), y = want.to_vector();
-  Diff d;
-  double xy = 0, xx = 0, yy = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    d.max_abs = std::max(d.max_abs, std::fabs(double(x[i]) - y[i]));
-    xy += double(x[i]) * y[i];
-    xx += double(x[i]) * x[i];
-    yy += double(y[i]) * y[i];
-  }
-  d.cosine = xx * yy > 0 ? xy / std::sqrt(xx * yy) : (xx == yy ? 1.0 : 0.0);
-  return d;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
-                  const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const Diff d = compare(got, want);
-  std::printf("  %-30s max |diff| %.3g, cosine %.9f\n", what.c_str(), d.max_abs, d.cosine);
-  EXPECT_LE(d.max_abs, max_abs) << what << " (cosine " << d.cosine << ")";
-  EXPECT_GE(d.cosine, min_cos) << what << " (max |diff| " << d.max_abs << ")";
-}
 
 models::FluxTransformer2DModel load_model(DType dt) {
   const io::DiffusersFolder folder = io::DiffusersFolder::open(kFlux + "/pipeline");
