@@ -52,6 +52,8 @@ expect_fail 1 "not a multiple of 4" --model "$model" --prompt "x" --size 30x32
 expect_fail 1 "steps must be in" --model "$model" --prompt "x" --steps 0 --size 32x32
 expect_fail 1 "prompt 0 is empty" --model "$model" --prompt "" --size 32x32
 expect_fail 1 "lacks components\|NotFound\|not found\|does not exist" --model "$tmp/nowhere" --prompt "x"
+expect_fail 1 "needs exactly one" --model "$model" --prompt "x" --size 32x32 \
+  --latents "$2/tests/data/golden/flux/io.safetensors"
 expect_fail 2 "--model DIR is required" --prompt "x"
 expect_fail 2 "not a number" --model "$model" --prompt "x" --steps many
 expect_fail 2 "expected WxH" --model "$model" --prompt "x" --size 32

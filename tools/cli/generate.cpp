@@ -12,6 +12,7 @@
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/png.h"
+#include "mindiesd/io/safetensors.h"
 #include "mindiesd/pipelines/flux_pipeline.h"
 
 namespace mindiesd::cli {
@@ -102,6 +103,9 @@ constexpr const char* kHelp =
     "  --dtype bf16|f32         compute dtype (default bf16)\n"
     "  --vae-tiling auto|on|off tiled VAE decoding (default auto: above 1024x1024)\n"
     "  --out FILE               output PNG (default out.png; several images: out-0.png, ...)\n"
+    "  --latents FILE           initial packed latents (a safetensors file with one tensor,\n"
+    "                           (images, tokens, channels)) instead of seeded noise, e.g. to\n"
+    "                           compare with diffusers on the same noise\n"
     "  --quiet                  no progress bar\n";
 
 }  // namespace
@@ -113,6 +117,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   FluxPipelineOptions options;
   std::string model;
   fs::path out = "out.png";
+  std::string latents_path;
   bool quiet = false;
   try {
     for (size_t i = 0; i < args.size(); ++i) {
@@ -133,6 +138,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       else if (a == "--num-images") req.num_images_per_prompt = parse_number<int64_t>(a, value());
       else if (a == "--max-sequence-length") req.max_sequence_length = parse_number<int64_t>(a, value());
       else if (a == "--out") out = value();
+      else if (a == "--latents") latents_path = value();
       else if (a == "--quiet") quiet = true;
       else if (a == "--dtype") {
         const std::string& d = value();
@@ -160,6 +166,12 @@ int cmd_generate(const std::vector<std::string>& args) {
   const fs::path out_dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   MINDIESD_CHECK(fs::is_directory(out_dir), NotFound, "output folder ", out_dir.string(),
                  " does not exist");
+  if (!latents_path.empty()) {
+    const io::WeightStore file = io::WeightStore::open(latents_path);
+    MINDIESD_CHECK(file.size() == 1, InvalidArgument, latents_path, " holds ", file.size(),
+                   " tensors; --latents needs exactly one");
+    req.latents = file.get(file.names().front()).to(DType::f32).contiguous();
+  }
   FluxPipeline pipe = FluxPipeline::load(model, options);
   pipe.validate(req);  // before anything heavy: bad sizes, steps, prompts, memory
   const bool tty = isatty(STDERR_FILENO);
