@@ -50,7 +50,12 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
   auto over_limit = [&] {
     return limit_ > 0 && stats_.reserved_bytes + static_cast<int64_t>(size) > limit_;
   };
-  if (over_limit()) release_cached_locked();
+  // Blocks cached for sizes a phase no longer asks for (a text encoder's, before denoising)
+  // would otherwise stay reserved forever: when the cache outgrows the live set, give it back.
+  const int64_t cached_bytes = stats_.reserved_bytes - stats_.allocated_bytes;
+  if (over_limit() || cached_bytes > stats_.allocated_bytes + static_cast<int64_t>(size)) {
+    release_cached_locked();
+  }
   void* p = over_limit() ? nullptr : raw_alloc_(size);
   if (p == nullptr && !cached_.empty()) {
     release_cached_locked();

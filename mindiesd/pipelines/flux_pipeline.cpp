@@ -406,6 +406,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   result.images = ops::cat(images, 0);
   result.timings.decoding_s = seconds_since(t0);
   result.peak_allocated_bytes = cpu_allocator().stats().peak_allocated_bytes;
+  result.peak_reserved_bytes = cpu_allocator().stats().peak_reserved_bytes;
   result.peak_rss_bytes = peak_rss_bytes();
   return result;
 }

@@ -64,7 +64,8 @@ struct FluxResult {
   Tensor images;   // (N, 3, H, W) f32, decoded and mapped to [0, 1] (diffusers' postprocess)
   Tensor latents;  // final packed latents, model dtype
   FluxTimings timings;
-  int64_t peak_allocated_bytes = 0;  // engine allocator peak over the request
+  int64_t peak_allocated_bytes = 0;  // engine allocator peak over the request (tensors alive)
+  int64_t peak_reserved_bytes = 0;   // the same allocator's peak, its cached free blocks included
   int64_t peak_rss_bytes = 0;        // process peak resident set (includes mapped weights)
 };
 

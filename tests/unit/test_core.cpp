@@ -138,6 +138,25 @@ TEST(Allocator, CachesBlocksAndTracksPeak) {
   EXPECT_EQ(alloc.stats().reserved_bytes, 0);
 }
 
+TEST(Allocator, StaleCacheIsReleasedWhenItOutgrowsTheLiveSet) {
+  // A phase with many blocks of one size (a text encoder) is followed by one with other sizes
+  // (denoising): the cached blocks go back instead of staying reserved forever.
+  CachingAllocator alloc("test", [](size_t n) { return std::aligned_alloc(64, n); },
+                         [](void* p) { std::free(p); });
+  std::vector<void*> phase1;
+  for (int i = 0; i < 8; ++i) phase1.push_back(alloc.allocate(3 << 20));
+  for (void* p : phase1) alloc.deallocate(p);
+  EXPECT_EQ(alloc.stats().reserved_bytes, 8 * (4 << 20));  // cached (2 MiB granules)
+  void* big = alloc.allocate(10 << 20);  // no cached block fits: the cache is released
+  EXPECT_EQ(alloc.stats().reserved_bytes, 10 << 20);
+  void* small = alloc.allocate(1 << 10);  // a small miss with a small cache keeps nothing new
+  alloc.deallocate(small);
+  void* again = alloc.allocate(1 << 10);  // and the cache still serves same-size reuse
+  EXPECT_EQ(again, small);
+  alloc.deallocate(again);
+  alloc.deallocate(big);
+}
+
 TEST(Allocator, StreamsDoNotShareCachedBlocks) {
   CachingAllocator alloc("test", [](size_t n) { return std::aligned_alloc(64, n); },
                          [](void* p) { std::free(p); });

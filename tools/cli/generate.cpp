@@ -187,12 +187,13 @@ int cmd_generate(const std::vector<std::string>& args) {
   const auto& t = r.timings;
   std::fprintf(stderr,
                "load %.2fs | text encoding %.2fs | denoising %.2fs (%lld steps, %.3f s/step) | "
-               "decoding %.2fs\npeak memory: %s engine allocations, %s resident (incl. mapped "
-               "weights)\n",
+               "decoding %.2fs\npeak memory: %s in tensors (%s held by the allocator), %s resident "
+               "(incl. mapped weights)\n",
                t.load_s, t.text_encoding_s, t.denoising_s,
                static_cast<long long>(req.num_inference_steps),
                t.denoising_s / static_cast<double>(req.num_inference_steps), t.decoding_s,
-               format_bytes(r.peak_allocated_bytes).c_str(), format_bytes(r.peak_rss_bytes).c_str());
+               format_bytes(r.peak_allocated_bytes).c_str(), format_bytes(r.peak_reserved_bytes).c_str(),
+               format_bytes(r.peak_rss_bytes).c_str());
   return 0;
 }
 
