@@ -83,25 +83,34 @@ int main(int argc, char** argv) {
   bool pipeline = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--sizes" && i + 1 < argc) sizes_arg = argv[++i];
-    else if (a == "--repeats" && i + 1 < argc) repeats = std::atoi(argv[++i]);
-    else if (a == "--python" && i + 1 < argc) python = argv[++i];
-    else if (a == "--skip-pipeline") pipeline = false;
+    if (a == "--sizes" && i + 1 < argc)
+      sizes_arg = argv[++i];
+    else if (a == "--repeats" && i + 1 < argc)
+      repeats = std::atoi(argv[++i]);
+    else if (a == "--python" && i + 1 < argc)
+      python = argv[++i];
+    else if (a == "--skip-pipeline")
+      pipeline = false;
     else {
-      std::fprintf(stderr, "usage: bench_flux [--sizes 512,1024] [--repeats N] [--python PY] "
-                           "[--skip-pipeline]\n");
+      std::fprintf(stderr,
+                   "usage: bench_flux [--sizes 512,1024] [--repeats N] [--python PY] "
+                   "[--skip-pipeline]\n");
       return 2;
     }
   }
   std::vector<int64_t> sizes;
   for (const std::string& s : bench::split_list(sizes_arg)) sizes.push_back(std::stoll(s));
   const double peak = bench::peak_bf16_flops();
-  std::printf("FLUX.1-dev transformer, bf16, batch 1, %lld text tokens; measured bf16 peak "
-              "%.0f GFLOP/s\n",
-              static_cast<long long>(kTextTokens), peak / 1e9);
+  std::printf(
+      "FLUX.1-dev transformer, bf16, batch 1, %lld text tokens; measured bf16 peak "
+      "%.0f GFLOP/s\n",
+      static_cast<long long>(kTextTokens), peak / 1e9);
 
-  const fs::path tmp = fs::temp_directory_path() / ("mindiesd_bench_flux_" + std::to_string(getpid()));
-  struct Depth { int layers, single; };
+  const fs::path tmp =
+      fs::temp_directory_path() / ("mindiesd_bench_flux_" + std::to_string(getpid()));
+  struct Depth {
+    int layers, single;
+  };
   const Depth depths[] = {{1, 0}, {1, 2}};
   std::map<std::pair<int, int64_t>, Timing> ours, theirs;  // (depth index, size)
   int64_t weight_bytes[2] = {0, 0}, double_block_bytes = 0;
@@ -113,19 +122,21 @@ int main(int argc, char** argv) {
                              std::to_string(repeats) + " --save " + dir.string();
     for (const auto& j : bench::run_peer(python, "torch_flux.py", args)) {
       theirs[{d, j["size"].get<int64_t>()}] = {j["seconds"].get<double>(),
-                                              j["peak_rss_bytes"].get<int64_t>()};
+                                               j["peak_rss_bytes"].get<int64_t>()};
     }
     if (!fs::exists(dir / "config.json")) {
       std::printf("no weights saved by the peer (PyTorch needed to make them); stopping\n");
       return 1;
     }
     const io::DiffusersFolder folder = io::DiffusersFolder::open(dir);
-    const auto model = models::FluxTransformer2DModel::load(folder.components().front(), DType::bf16);
+    const auto model =
+        models::FluxTransformer2DModel::load(folder.components().front(), DType::bf16);
     const io::WeightStore store = folder.components().front().open_weights();
     weight_bytes[d] = store.num_bytes();
     if (d == 0) {  // one double block's bytes, read from the file
       for (const std::string& name : store.names())
-        if (name.starts_with("transformer_blocks.0.")) double_block_bytes += store.info(name).end - store.info(name).begin;
+        if (name.starts_with("transformer_blocks.0."))
+          double_block_bytes += store.info(name).end - store.info(name).begin;
     }
     for (int64_t size : sizes) ours[{d, size}] = time_forward(model, size, repeats);
   }
@@ -159,13 +170,15 @@ int main(int argc, char** argv) {
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("* peak RSS of the PyTorch process, with the (1 double, 2 single)-block model's "
-              "weights; this process's peak RSS: %s (mapped weights of both reduced models "
-              "included)\n",
-              gib(static_cast<double>(usage.ru_maxrss) * 1024).c_str());
-  std::printf("full FLUX.1-dev weights: %s in bf16, mmapped and used in place; a full step "
-              "needs that plus the activation peak above\n",
-              gib(full_weights).c_str());
+  std::printf(
+      "* peak RSS of the PyTorch process, with the (1 double, 2 single)-block model's "
+      "weights; this process's peak RSS: %s (mapped weights of both reduced models "
+      "included)\n",
+      gib(static_cast<double>(usage.ru_maxrss) * 1024).c_str());
+  std::printf(
+      "full FLUX.1-dev weights: %s in bf16, mmapped and used in place; a full step "
+      "needs that plus the activation peak above\n",
+      gib(full_weights).c_str());
 
   if (pipeline) {
     const std::string folder = MINDIESD_SOURCE_DIR "/tests/data/golden/flux/pipeline";
@@ -192,9 +205,10 @@ int main(int argc, char** argv) {
                                              " --sizes 32 --steps 4 --text-tokens 32 --dtype f32 "
                                              "--repeats 5"))
       torch_s = j["seconds"].get<double>();
-    std::printf("\ntiny FluxPipeline 32x32, 4 steps, f32, end to end: ours %.1f ms, diffusers %.1f "
-                "ms (%.2fx)\n",
-                t[2] * 1e3, torch_s * 1e3, torch_s > 0 ? torch_s / t[2] : 0.0);
+    std::printf(
+        "\ntiny FluxPipeline 32x32, 4 steps, f32, end to end: ours %.1f ms, diffusers %.1f "
+        "ms (%.2fx)\n",
+        t[2] * 1e3, torch_s * 1e3, torch_s > 0 ? torch_s / t[2] : 0.0);
   }
   return 0;
 }

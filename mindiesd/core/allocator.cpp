@@ -30,8 +30,8 @@ CachingAllocator::~CachingAllocator() {
 }
 
 void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
-  MINDIESD_CHECK(bytes <= (size_t{1} << 47), OutOfMemory, name_, ": absurd allocation of ",
-                 bytes, " bytes");
+  MINDIESD_CHECK(bytes <= (size_t{1} << 47), OutOfMemory, name_, ": absurd allocation of ", bytes,
+                 " bytes");
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.num_allocs;

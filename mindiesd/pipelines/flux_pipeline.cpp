@@ -73,9 +73,9 @@ void check_prompts(const std::vector<std::string>& prompts, const char* what, bo
 }  // namespace
 
 Tensor pack_flux_latents(const Tensor& latents) {
-  MINDIESD_CHECK(latents.dim() == 4 && latents.size(2) % 2 == 0 && latents.size(3) % 2 == 0,
-                 InvalidArgument, "pack_flux_latents: expected (B, C, H, W) with even H and W, got ",
-                 latents.shape().str());
+  MINDIESD_CHECK(
+      latents.dim() == 4 && latents.size(2) % 2 == 0 && latents.size(3) % 2 == 0, InvalidArgument,
+      "pack_flux_latents: expected (B, C, H, W) with even H and W, got ", latents.shape().str());
   const int64_t b = latents.size(0), c = latents.size(1), h = latents.size(2) / 2,
                 w = latents.size(3) / 2;
   return latents.contiguous()
@@ -134,8 +134,8 @@ struct FluxPipeline::Impl {
 
   const io::Component& component(const char* name, const char* cls) const {
     const io::Component& c = folder.component(name);
-    MINDIESD_CHECK(c.enabled, NotFound, folder.path().string(), ": the FLUX pipeline needs '",
-                   name, "' (", cls, "), which model_index.json marks as absent");
+    MINDIESD_CHECK(c.enabled, NotFound, folder.path().string(), ": the FLUX pipeline needs '", name,
+                   "' (", cls, "), which model_index.json marks as absent");
     MINDIESD_CHECK(c.class_name == cls, InvalidArgument, folder.path().string(), ": component '",
                    name, "' is ", c.class_name, ", expected ", cls);
     return c;
@@ -147,7 +147,8 @@ FluxPipeline::~FluxPipeline() = default;
 FluxPipeline::FluxPipeline(FluxPipeline&&) noexcept = default;
 FluxPipeline& FluxPipeline::operator=(FluxPipeline&&) noexcept = default;
 
-FluxPipeline FluxPipeline::load(const std::filesystem::path& dir, const FluxPipelineOptions& options) {
+FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
+                                const FluxPipelineOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   io::DiffusersFolder folder = io::DiffusersFolder::open(dir);
   MINDIESD_CHECK(folder.is_pipeline(), InvalidArgument, dir.string(),
@@ -170,12 +171,19 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir, const FluxPipe
   MINDIESD_CHECK(missing.empty(), NotFound, dir.string(),
                  ": the FLUX pipeline folder lacks components:", missing);
 
-  auto impl = std::unique_ptr<Impl>(new Impl{
-      options, folder, {}, {},
-      schedulers::FlowMatchEulerDiscreteScheduler::load(folder.component("scheduler")),
-      text::ClipTokenizer::from_folder(folder.component("tokenizer").dir),
-      text::T5Tokenizer::from_folder(folder.component("tokenizer_2").dir),
-      std::nullopt, std::nullopt, std::nullopt, std::nullopt, 0.0});
+  auto impl = std::unique_ptr<Impl>(
+      new Impl{options,
+               folder,
+               {},
+               {},
+               schedulers::FlowMatchEulerDiscreteScheduler::load(folder.component("scheduler")),
+               text::ClipTokenizer::from_folder(folder.component("tokenizer").dir),
+               text::T5Tokenizer::from_folder(folder.component("tokenizer_2").dir),
+               std::nullopt,
+               std::nullopt,
+               std::nullopt,
+               std::nullopt,
+               0.0});
   for (const auto& [name, cls] : kNeeded) impl->component(name, cls);
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
@@ -247,9 +255,9 @@ void FluxPipeline::validate(const FluxRequest& r) const {
                  "true_cfg_scale ", r.true_cfg_scale, " needs a negative prompt");
   MINDIESD_CHECK(r.num_inference_steps > 0 && r.num_inference_steps <= 1000, InvalidArgument,
                  "steps must be in [1, 1000], got ", r.num_inference_steps);
-  MINDIESD_CHECK(std::isfinite(r.guidance_scale) && r.guidance_scale >= 0 &&
-                     r.guidance_scale <= 100,
-                 InvalidArgument, "guidance scale must be in [0, 100], got ", r.guidance_scale);
+  MINDIESD_CHECK(
+      std::isfinite(r.guidance_scale) && r.guidance_scale >= 0 && r.guidance_scale <= 100,
+      InvalidArgument, "guidance scale must be in [0, 100], got ", r.guidance_scale);
   MINDIESD_CHECK(r.num_images_per_prompt >= 1 && r.num_images_per_prompt <= 64, InvalidArgument,
                  "num_images_per_prompt must be in [1, 64], got ", r.num_images_per_prompt);
   MINDIESD_CHECK(r.prompts.size() * r.num_images_per_prompt <= 256, InvalidArgument,
@@ -264,20 +272,19 @@ void FluxPipeline::validate(const FluxRequest& r) const {
                  "x", r.height, " is not a multiple of ", m,
                  " (the VAE's scale factor times the 2x2 latent packing)");
   if (r.sigmas) {
-    MINDIESD_CHECK(static_cast<int64_t>(r.sigmas->size()) == r.num_inference_steps,
-                   InvalidArgument, r.sigmas->size(), " sigmas for ", r.num_inference_steps,
-                   " steps");
+    MINDIESD_CHECK(static_cast<int64_t>(r.sigmas->size()) == r.num_inference_steps, InvalidArgument,
+                   r.sigmas->size(), " sigmas for ", r.num_inference_steps, " steps");
   }
   const int64_t batch = static_cast<int64_t>(r.prompts.size()) * r.num_images_per_prompt;
   if (r.latents.defined()) {
-    const Shape want{batch, image_seq_len(r.height, r.width), impl_->transformer_config.in_channels};
+    const Shape want{batch, image_seq_len(r.height, r.width),
+                     impl_->transformer_config.in_channels};
     MINDIESD_CHECK(r.latents.shape() == want, InvalidArgument, "latents ", r.latents.shape().str(),
                    " do not match the request, expected ", want.str());
   }
   const int64_t need = estimate_activation_bytes(r);
-  const int64_t budget = impl_->options.memory_budget_bytes > 0
-                             ? impl_->options.memory_budget_bytes
-                             : available_memory_bytes();
+  const int64_t budget = impl_->options.memory_budget_bytes > 0 ? impl_->options.memory_budget_bytes
+                                                                : available_memory_bytes();
   MINDIESD_CHECK(budget <= 0 || need <= budget, OutOfMemory, "a ", r.width, "x", r.height,
                  " request for ", batch, " image(s) needs about ", gib(need),
                  " of working memory; ", gib(budget),
@@ -293,13 +300,15 @@ FluxPromptEmbeds FluxPipeline::encode_prompt(const std::vector<std::string>& pro
   std::vector<std::vector<int64_t>> clip_ids, t5_ids;
   for (size_t i = 0; i < prompts.size(); ++i) {
     clip_ids.push_back(s.clip_tokenizer.encode_padded(prompts[i], kClipMaxLength));
-    t5_ids.push_back(s.t5_tokenizer.encode_padded(
-        prompts_2.empty() ? prompts[i] : prompts_2[i], max_sequence_length));
+    t5_ids.push_back(s.t5_tokenizer.encode_padded(prompts_2.empty() ? prompts[i] : prompts_2[i],
+                                                  max_sequence_length));
   }
-  if (!s.clip) s.clip.emplace(models::CLIPTextModel::load(s.folder.component("text_encoder"), dtype));
+  if (!s.clip)
+    s.clip.emplace(models::CLIPTextModel::load(s.folder.component("text_encoder"), dtype));
   Tensor pooled = s.clip->forward(text::ids_tensor(clip_ids)).pooler_output;
   if (!s.options.keep_text_encoders) s.clip.reset();
-  if (!s.t5) s.t5.emplace(models::T5EncoderModel::load(s.folder.component("text_encoder_2"), dtype));
+  if (!s.t5)
+    s.t5.emplace(models::T5EncoderModel::load(s.folder.component("text_encoder_2"), dtype));
   Tensor embeds = s.t5->forward(text::ids_tensor(t5_ids));
   if (!s.options.keep_text_encoders) s.t5.reset();
   if (num_images_per_prompt > 1) {
@@ -326,8 +335,8 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   cpu_allocator().reset_peak();
 
   auto t0 = std::chrono::steady_clock::now();
-  FluxPromptEmbeds cond = encode_prompt(r.prompts, r.prompts_2, r.num_images_per_prompt,
-                                        r.max_sequence_length);
+  FluxPromptEmbeds cond =
+      encode_prompt(r.prompts, r.prompts_2, r.num_images_per_prompt, r.max_sequence_length);
   const bool true_cfg = r.true_cfg_scale > 1.0 && !r.negative_prompts.empty();
   FluxPromptEmbeds uncond;
   if (true_cfg) {
@@ -382,8 +391,8 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
       in.pooled_projections = uncond.pooled;
       const Tensor neg = s.transformer->forward(in);
       // neg + scale * (cond - neg)
-      noise_pred = ops::add(neg, ops::affine(ops::sub(noise_pred, neg),
-                                             static_cast<float>(r.true_cfg_scale), 0.0f));
+      noise_pred = ops::add(
+          neg, ops::affine(ops::sub(noise_pred, neg), static_cast<float>(r.true_cfg_scale), 0.0f));
     }
     latents = s.scheduler.step(noise_pred, i, latents);
     if (r.on_step) r.on_step({i + 1, r.num_inference_steps, seconds_since(t0), latents});

@@ -32,15 +32,15 @@ struct FluxPipelineOptions {
 };
 
 struct FluxStepInfo {
-  int64_t step = 0;   // 1-based, after the step finished
+  int64_t step = 0;  // 1-based, after the step finished
   int64_t total = 0;
   double elapsed_s = 0;  // since the denoising loop started
   Tensor latents;        // packed latents after the step (previews, tests)
 };
 
 struct FluxRequest {
-  std::vector<std::string> prompts;    // one image set per prompt
-  std::vector<std::string> prompts_2;  // T5 prompts; empty = same as prompts
+  std::vector<std::string> prompts;           // one image set per prompt
+  std::vector<std::string> prompts_2;         // T5 prompts; empty = same as prompts
   std::vector<std::string> negative_prompts;  // with true_cfg_scale > 1: true CFG
   double true_cfg_scale = 1.0;
   int64_t height = 1024, width = 1024;
@@ -79,7 +79,8 @@ class FluxPipeline {
   // A diffusers FluxPipeline folder; NotFound naming a missing component, InvalidArgument
   // for a component of another class. Configs are read and checked here; weights are mapped
   // lazily.
-  static FluxPipeline load(const std::filesystem::path& dir, const FluxPipelineOptions& options = {});
+  static FluxPipeline load(const std::filesystem::path& dir,
+                           const FluxPipelineOptions& options = {});
   ~FluxPipeline();
   FluxPipeline(FluxPipeline&&) noexcept;
   FluxPipeline& operator=(FluxPipeline&&) noexcept;

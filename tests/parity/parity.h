@@ -16,7 +16,8 @@
 
 namespace mindiesd::test {
 
-inline void expect_parity(const Tensor& got, const Tensor& want, const std::string& name, DType dt) {
+inline void expect_parity(const Tensor& got, const Tensor& want, const std::string& name,
+                          DType dt) {
   ASSERT_EQ(got.shape(), want.shape()) << name;
   EXPECT_EQ(got.dtype(), dt) << name;
   const std::vector<float> g = got.to_vector(), w = want.to_vector();
@@ -24,7 +25,8 @@ inline void expect_parity(const Tensor& got, const Tensor& want, const std::stri
   for (size_t i = 0; i < g.size(); ++i) {
     const double d = std::fabs(g[i] - w[i]);
     worst = std::max(worst, d);
-    worst_ulps = std::max(worst_ulps, d / (std::ldexp(1.0, -7) * std::max(1.0, std::fabs(double(w[i])))));
+    worst_ulps =
+        std::max(worst_ulps, d / (std::ldexp(1.0, -7) * std::max(1.0, std::fabs(double(w[i])))));
     gw += double(g[i]) * w[i];
     gg += double(g[i]) * g[i];
     ww += double(w[i]) * w[i];
@@ -32,8 +34,10 @@ inline void expect_parity(const Tensor& got, const Tensor& want, const std::stri
   const double cosine = gw / std::sqrt(gg * ww);
   std::printf("  %-34s max |diff| %.3g (%.2f bf16 ulps), cosine %.8f\n", name.c_str(), worst,
               worst_ulps, cosine);
-  if (dt == DType::f32) EXPECT_LE(worst, 2e-5) << name;
-  else EXPECT_LE(worst_ulps, 4.0) << name;
+  if (dt == DType::f32)
+    EXPECT_LE(worst, 2e-5) << name;
+  else
+    EXPECT_LE(worst_ulps, 4.0) << name;
   EXPECT_GE(cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
 }
 

@@ -65,9 +65,9 @@ void run_and_compare(DType dtype, const std::string& prefix, const FluxRequest& 
   FluxPipeline pipe = FluxPipeline::load(kGolden / "pipeline", options(dtype));
   const auto e = pipe.encode_prompt(request.prompts, {}, 1, request.max_sequence_length);
   test::expect_close(e.prompt_embeds, golden().get(prefix + ".prompt_embeds"), embeds.max_abs,
-                      embeds.min_cos, prefix + " T5 prompt_embeds");
+                     embeds.min_cos, prefix + " T5 prompt_embeds");
   test::expect_close(e.pooled, golden().get(prefix + ".pooled_prompt_embeds"), embeds.max_abs,
-                      embeds.min_cos, prefix + " CLIP pooled");
+                     embeds.min_cos, prefix + " CLIP pooled");
   FluxRequest r = request;
   std::vector<Tensor> steps;
   r.on_step = [&](const pipelines::FluxStepInfo& s) { steps.push_back(s.latents); };
@@ -75,10 +75,10 @@ void run_and_compare(DType dtype, const std::string& prefix, const FluxRequest& 
   ASSERT_EQ(static_cast<int64_t>(steps.size()), r.num_inference_steps);
   for (size_t i = 0; i < steps.size(); ++i) {
     test::expect_close(steps[i], golden().get(str_cat(prefix, ".latents.", i)), latents.max_abs,
-                        latents.min_cos, str_cat(prefix, " latents after step ", i));
+                       latents.min_cos, str_cat(prefix, " latents after step ", i));
   }
   test::expect_close(out.images, golden().get(prefix + ".image01"), image.max_abs, image.min_cos,
-                      prefix + " decoded image");
+                     prefix + " decoded image");
 }
 
 TEST(FluxPipelineParity, BatchOfPromptsMatchesDiffusersInF32) {
@@ -90,8 +90,9 @@ TEST(FluxPipelineParity, BatchOfPromptsMatchesDiffusersInF32) {
 TEST(FluxPipelineParity, RectangularImageMatchesDiffusersInF32) {
   // 40 wide, 24 high: a swapped width/height or image-id grid fails here.
   run_and_compare(DType::f32, "r",
-                  golden_request("r", {"a large green triangle in the centre on a gradient from "
-                                       "white to black"},
+                  golden_request("r",
+                                 {"a large green triangle in the centre on a gradient from "
+                                  "white to black"},
                                  40, 24, 3),
                   {1e-5, 0.99999}, {1e-4, 0.99999}, {1e-4, 0.99999});
 }
@@ -188,8 +189,7 @@ TEST(FluxPipeline, FolderWithAMissingComponentIsAClearError) {
   const fs::path dir = tmp.path() / "flux";
   fs::copy(kGolden / "pipeline", dir, fs::copy_options::recursive);
   fs::remove_all(dir / "vae");
-  expect_error([&] { FluxPipeline::load(dir, options(DType::f32)); }, ErrorKind::NotFound,
-               {"vae"});
+  expect_error([&] { FluxPipeline::load(dir, options(DType::f32)); }, ErrorKind::NotFound, {"vae"});
   // The same component marked absent in model_index.json.
   fs::copy(kGolden / "pipeline" / "vae", dir / "vae", fs::copy_options::recursive);
   std::string index = test::read_file(dir / "model_index.json");
@@ -211,7 +211,8 @@ TEST(FluxPipeline, PackingRoundTripsAndMatchesDiffusersLayout) {
   for (int64_t c : {0, 3})
     for (int64_t dy : {0, 1})
       for (int64_t dx : {0, 1}) {
-        const float want = xc.select(0, 1).select(0, c).select(0, 2 * 1 + dy).select(0, 2 * 4 + dx).item();
+        const float want =
+            xc.select(0, 1).select(0, c).select(0, 2 * 1 + dy).select(0, 2 * 4 + dx).item();
         const float got = p.select(0, 1).select(0, 1 * 5 + 4).select(0, c * 4 + 2 * dy + dx).item();
         EXPECT_EQ(got, want);
       }

@@ -2,12 +2,13 @@
 // stderr and a summary of where the time and memory went.
 #include "generate.h"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
-#include <unistd.h>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/diffusers.h"
@@ -58,7 +59,8 @@ std::string format_seconds(double s) {
 std::string format_bytes(int64_t b) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(b) / (1 << 30));
-  if (b < (int64_t{1} << 30)) std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(b) / (1 << 20));
+  if (b < (int64_t{1} << 30))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(b) / (1 << 20));
   return buf;
 }
 
@@ -71,8 +73,9 @@ void print_progress(const pipelines::FluxStepInfo& s, bool tty) {
   std::snprintf(line, sizeof(line), "denoising [%s%s] %lld/%lld  %s  ETA %s",
                 std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
                 static_cast<long long>(s.step), static_cast<long long>(s.total),
-                rate >= 1 ? (std::to_string(rate).substr(0, 5) + " it/s").c_str()
-                          : (std::to_string(rate > 0 ? 1 / rate : 0).substr(0, 5) + " s/it").c_str(),
+                rate >= 1
+                    ? (std::to_string(rate).substr(0, 5) + " it/s").c_str()
+                    : (std::to_string(rate > 0 ? 1 / rate : 0).substr(0, 5) + " s/it").c_str(),
                 format_seconds(eta).c_str());
   // On a terminal the bar redraws in place; in a log each step is its own line.
   std::cerr << (tty ? "\r" : "") << line << (tty && s.step < s.total ? "" : "\n") << std::flush;
@@ -126,31 +129,52 @@ int cmd_generate(const std::vector<std::string>& args) {
         if (i + 1 >= args.size()) throw UsageError{a + " needs a value"};
         return args[++i];
       };
-      if (a == "--model") model = value();
-      else if (a == "--prompt") req.prompts.push_back(value());
-      else if (a == "--prompt-2") req.prompts_2.push_back(value());
-      else if (a == "--negative-prompt") req.negative_prompts.push_back(value());
-      else if (a == "--true-cfg") req.true_cfg_scale = parse_number<double>(a, value());
-      else if (a == "--steps") req.num_inference_steps = parse_number<int64_t>(a, value());
-      else if (a == "--size") std::tie(req.width, req.height) = parse_size(value());
-      else if (a == "--guidance") req.guidance_scale = parse_number<double>(a, value());
-      else if (a == "--seed") req.seed = parse_number<uint64_t>(a, value());
-      else if (a == "--num-images") req.num_images_per_prompt = parse_number<int64_t>(a, value());
-      else if (a == "--max-sequence-length") req.max_sequence_length = parse_number<int64_t>(a, value());
-      else if (a == "--out") out = value();
-      else if (a == "--latents") latents_path = value();
-      else if (a == "--quiet") quiet = true;
+      if (a == "--model")
+        model = value();
+      else if (a == "--prompt")
+        req.prompts.push_back(value());
+      else if (a == "--prompt-2")
+        req.prompts_2.push_back(value());
+      else if (a == "--negative-prompt")
+        req.negative_prompts.push_back(value());
+      else if (a == "--true-cfg")
+        req.true_cfg_scale = parse_number<double>(a, value());
+      else if (a == "--steps")
+        req.num_inference_steps = parse_number<int64_t>(a, value());
+      else if (a == "--size")
+        std::tie(req.width, req.height) = parse_size(value());
+      else if (a == "--guidance")
+        req.guidance_scale = parse_number<double>(a, value());
+      else if (a == "--seed")
+        req.seed = parse_number<uint64_t>(a, value());
+      else if (a == "--num-images")
+        req.num_images_per_prompt = parse_number<int64_t>(a, value());
+      else if (a == "--max-sequence-length")
+        req.max_sequence_length = parse_number<int64_t>(a, value());
+      else if (a == "--out")
+        out = value();
+      else if (a == "--latents")
+        latents_path = value();
+      else if (a == "--quiet")
+        quiet = true;
       else if (a == "--dtype") {
         const std::string& d = value();
-        if (d == "bf16") options.dtype = DType::bf16;
-        else if (d == "f32") options.dtype = DType::f32;
-        else throw UsageError{"--dtype: bf16 or f32, got '" + d + "'"};
+        if (d == "bf16")
+          options.dtype = DType::bf16;
+        else if (d == "f32")
+          options.dtype = DType::f32;
+        else
+          throw UsageError{"--dtype: bf16 or f32, got '" + d + "'"};
       } else if (a == "--vae-tiling") {
         const std::string& t = value();
-        if (t == "auto") options.vae_tiling = FluxPipelineOptions::VaeTiling::automatic;
-        else if (t == "on") options.vae_tiling = FluxPipelineOptions::VaeTiling::on;
-        else if (t == "off") options.vae_tiling = FluxPipelineOptions::VaeTiling::off;
-        else throw UsageError{"--vae-tiling: auto, on or off, got '" + t + "'"};
+        if (t == "auto")
+          options.vae_tiling = FluxPipelineOptions::VaeTiling::automatic;
+        else if (t == "on")
+          options.vae_tiling = FluxPipelineOptions::VaeTiling::on;
+        else if (t == "off")
+          options.vae_tiling = FluxPipelineOptions::VaeTiling::off;
+        else
+          throw UsageError{"--vae-tiling: auto, on or off, got '" + t + "'"};
       } else {
         throw UsageError{"unknown option '" + a + "'"};
       }
@@ -192,8 +216,8 @@ int cmd_generate(const std::vector<std::string>& args) {
                t.load_s, t.text_encoding_s, t.denoising_s,
                static_cast<long long>(req.num_inference_steps),
                t.denoising_s / static_cast<double>(req.num_inference_steps), t.decoding_s,
-               format_bytes(r.peak_allocated_bytes).c_str(), format_bytes(r.peak_reserved_bytes).c_str(),
-               format_bytes(r.peak_rss_bytes).c_str());
+               format_bytes(r.peak_allocated_bytes).c_str(),
+               format_bytes(r.peak_reserved_bytes).c_str(), format_bytes(r.peak_rss_bytes).c_str());
   return 0;
 }
 

@@ -168,7 +168,7 @@ def stage_vae(work, images, steps, deadline, losses, batch=32):
         loss.backward()
         opt.step()
         step += 1
-        losses["vae"].append((step, float(loss)))
+        losses["vae"].append((step, loss.item()))
         if step % 100 == 0:
             log(f"vae step {step}/{steps} loss {np.mean([l for _, l in losses['vae'][-100:]]):.4f}")
         if step % 500 == 0 or step == steps or deadline.passed():
@@ -242,7 +242,7 @@ def stage_flux(work, vae, shift, scale, images, pooled, seq, empty_pooled, empty
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        losses["flux"].append((step, float(loss)))
+        losses["flux"].append((step, loss.item()))
         if step % 100 == 0:
             log(f"flux step {step}/{steps} loss {np.mean([l for _, l in losses['flux'][-100:]]):.4f} lr {lr:.2e}")
         if step % 500 == 0 or step == steps or deadline.passed():
