@@ -30,6 +30,12 @@ constexpr int64_t kClipMaxLength = 77;  // FluxPipeline.tokenizer_max_length
 constexpr int64_t kMaxSide = 16384;     // beyond any model's training; catches typos early
 constexpr size_t kMaxPromptBytes = 1 << 16;
 
+// Whether an image of this size is decoded in tiles ("automatic": above 1024x1024).
+bool vae_tiled(FluxPipelineOptions::VaeTiling mode, int64_t height, int64_t width) {
+  return mode == FluxPipelineOptions::VaeTiling::on ||
+         (mode == FluxPipelineOptions::VaeTiling::automatic && height * width > 1024 * 1024);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -227,10 +233,7 @@ int64_t FluxPipeline::estimate_activation_bytes(const FluxRequest& r) const {
   // The VAE decodes one image at a time; its widest stage is block_out_channels[0] channels at
   // full resolution, with about five such tensors alive in a ResNet block (f32 GroupNorm).
   int64_t side_h = r.height, side_w = r.width;
-  const bool tiled = impl_->options.vae_tiling == FluxPipelineOptions::VaeTiling::on ||
-                     (impl_->options.vae_tiling == FluxPipelineOptions::VaeTiling::automatic &&
-                      r.height * r.width > 1024 * 1024);
-  if (tiled) {
+  if (vae_tiled(impl_->options.vae_tiling, r.height, r.width)) {
     side_h = std::min<int64_t>(side_h, impl_->vae_config.sample_size);
     side_w = std::min<int64_t>(side_w, impl_->vae_config.sample_size);
   }
@@ -401,11 +404,8 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   result.latents = latents;
 
   t0 = std::chrono::steady_clock::now();
-  const bool tiled = s.options.vae_tiling == FluxPipelineOptions::VaeTiling::on ||
-                     (s.options.vae_tiling == FluxPipelineOptions::VaeTiling::automatic &&
-                      r.height * r.width > 1024 * 1024);
   models::VaeTiling tiling;
-  tiling.enabled = tiled;
+  tiling.enabled = vae_tiled(s.options.vae_tiling, r.height, r.width);
   s.vae->set_tiling(tiling);
   const Tensor z = s.vae->denormalize_latents(unpack_flux_latents(latents, lh, lw));
   std::vector<Tensor> images;

@@ -143,6 +143,22 @@ def to_tensor(images):
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def resume(path, model, opt, losses, key):
+    """Loads a stage's checkpoint into model/opt/losses[key]; returns the step it reached."""
+    if not os.path.exists(path):
+        return 0
+    s = torch.load(path)
+    model.load_state_dict(s["model"])
+    opt.load_state_dict(s["opt"])
+    losses[key] = s["losses"]
+    return s["step"]
+
+
+def checkpoint(path, model, opt, step, losses):
+    torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, losses=losses),
+               path)
+
+
 def stage_vae(work, images, steps, deadline, losses, batch=32):
     from diffusers import AutoencoderKL
 
@@ -150,11 +166,7 @@ def stage_vae(work, images, steps, deadline, losses, batch=32):
     vae = AutoencoderKL(**VAE)
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     ck = os.path.join(work, "vae.pt")
-    start = 0
-    if os.path.exists(ck):
-        s = torch.load(ck)
-        vae.load_state_dict(s["model"]), opt.load_state_dict(s["opt"])
-        start, losses["vae"] = s["step"], s["losses"]
+    start = resume(ck, vae, opt, losses, "vae")
     rng = np.random.Generator(np.random.PCG64(start + 1))
     step = start
     vae.train()
@@ -172,8 +184,7 @@ def stage_vae(work, images, steps, deadline, losses, batch=32):
         if step % 100 == 0:
             log(f"vae step {step}/{steps} loss {np.mean([l for _, l in losses['vae'][-100:]]):.4f}")
         if step % 500 == 0 or step == steps or deadline.passed():
-            torch.save(dict(model=vae.state_dict(), opt=opt.state_dict(), step=step,
-                            losses=losses["vae"]), ck)
+            checkpoint(ck, vae, opt, step, losses["vae"])
     vae.eval()
     return vae, step >= steps
 
@@ -198,11 +209,7 @@ def stage_flux(work, vae, shift, scale, images, pooled, seq, empty_pooled, empty
     model = FluxTransformer2DModel(**TRANSFORMER)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
     ck = os.path.join(work, "flux.pt")
-    start = 0
-    if os.path.exists(ck):
-        s = torch.load(ck)
-        model.load_state_dict(s["model"]), opt.load_state_dict(s["opt"])
-        start, losses["flux"] = s["step"], s["losses"]
+    start = resume(ck, model, opt, losses, "flux")
     latents_path = os.path.join(work, "latents.pt")
     if os.path.exists(latents_path):
         x0_all = torch.load(latents_path)
@@ -246,8 +253,7 @@ def stage_flux(work, vae, shift, scale, images, pooled, seq, empty_pooled, empty
         if step % 100 == 0:
             log(f"flux step {step}/{steps} loss {np.mean([l for _, l in losses['flux'][-100:]]):.4f} lr {lr:.2e}")
         if step % 500 == 0 or step == steps or deadline.passed():
-            torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step,
-                            losses=losses["flux"]), ck)
+            checkpoint(ck, model, opt, step, losses["flux"])
     model.eval()
     return model, step >= steps
 
