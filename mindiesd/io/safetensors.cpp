@@ -510,6 +510,9 @@ struct WeightStore::Impl {
   std::vector<std::shared_ptr<SafetensorsFile>> files;
   std::map<std::string, size_t, std::less<>> where;  // tensor name -> index into files
   std::vector<std::string> names;
+  // from_tensors(): the tensors and their descriptions (byte range 0 .. nbytes).
+  std::map<std::string, Tensor, std::less<>> memory;
+  std::map<std::string, TensorInfo, std::less<>> memory_info;
 };
 
 namespace {
@@ -532,8 +535,10 @@ void add_file(WeightStore::Impl& impl, std::shared_ptr<SafetensorsFile> file,
 }
 
 void finish(WeightStore::Impl& impl) {
-  impl.names.reserve(impl.where.size());
+  impl.names.reserve(impl.where.size() + impl.memory.size());
   for (const auto& [name, index] : impl.where) impl.names.push_back(name);
+  for (const auto& [name, t] : impl.memory) impl.names.push_back(name);
+  std::sort(impl.names.begin(), impl.names.end());
 }
 
 }  // namespace
@@ -620,6 +625,30 @@ WeightStore WeightStore::open_index(const std::filesystem::path& index_json) {
   return s;
 }
 
+WeightStore WeightStore::from_tensors(std::map<std::string, Tensor> tensors,
+                                      const std::filesystem::path& display_path) {
+  auto impl = std::make_shared<Impl>();
+  impl->path = display_path;
+  for (auto& [name, t] : tensors) {
+    MINDIESD_CHECK(t.defined(), InvalidArgument, display_path.string(), ": tensor '", name,
+                   "' is undefined");
+    TensorInfo info;
+    info.name = name;
+    info.dtype_name = safetensors_dtype_name(t.dtype());
+    info.dtype = t.dtype();
+    info.dtype_bits = static_cast<int>(dtype_bytes(t.dtype(), 8));
+    info.shape = t.shape();
+    info.numel = t.numel();
+    info.end = t.nbytes();
+    impl->memory_info.emplace(name, std::move(info));
+    impl->memory.emplace(name, std::move(t));
+  }
+  finish(*impl);
+  WeightStore s;
+  s.impl_ = std::move(impl);
+  return s;
+}
+
 const std::filesystem::path& WeightStore::path() const { return checked(impl_).path; }
 const std::vector<std::shared_ptr<SafetensorsFile>>& WeightStore::files() const {
   return checked(impl_).files;
@@ -629,7 +658,7 @@ const std::vector<std::string>& WeightStore::names() const { return checked(impl
 
 bool WeightStore::has(std::string_view name) const {
   const Impl& impl = checked(impl_);
-  return impl.where.find(name) != impl.where.end();
+  return impl.where.find(name) != impl.where.end() || impl.memory.find(name) != impl.memory.end();
 }
 
 const SafetensorsFile& WeightStore::file_of(std::string_view name) const {
@@ -641,12 +670,19 @@ const SafetensorsFile& WeightStore::file_of(std::string_view name) const {
 }
 
 const TensorInfo& WeightStore::info(std::string_view name) const {
+  const Impl& impl = checked(impl_);
+  if (const auto it = impl.memory_info.find(name); it != impl.memory_info.end()) return it->second;
   return file_of(name).info(name);
 }
-Tensor WeightStore::get(std::string_view name) const { return file_of(name).get(name); }
+Tensor WeightStore::get(std::string_view name) const {
+  const Impl& impl = checked(impl_);
+  if (const auto it = impl.memory.find(name); it != impl.memory.end()) return it->second;
+  return file_of(name).get(name);
+}
 
 int64_t WeightStore::num_params() const {
   int64_t n = 0;
+  for (const auto& [name, info] : checked(impl_).memory_info) n += info.numel;
   for (const auto& f : files()) {
     for (const TensorInfo& t : f->header().tensors) n += t.numel;
   }
@@ -655,6 +691,7 @@ int64_t WeightStore::num_params() const {
 
 int64_t WeightStore::num_bytes() const {
   int64_t n = 0;
+  for (const auto& [name, info] : checked(impl_).memory_info) n += info.nbytes();
   for (const auto& f : files()) {
     for (const TensorInfo& t : f->header().tensors) n += t.nbytes();
   }
@@ -663,6 +700,12 @@ int64_t WeightStore::num_bytes() const {
 
 std::map<std::string, DTypeStats> WeightStore::dtype_stats() const {
   std::map<std::string, DTypeStats> stats;
+  for (const auto& [name, t] : checked(impl_).memory_info) {
+    DTypeStats& s = stats[t.dtype_name];
+    ++s.tensors;
+    s.params += t.numel;
+    s.bytes += t.nbytes();
+  }
   for (const auto& f : files()) {
     for (const TensorInfo& t : f->header().tensors) {
       DTypeStats& s = stats[t.dtype_name];

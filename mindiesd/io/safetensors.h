@@ -135,6 +135,11 @@ class WeightStore {
   // `files` in order; `display_path` names the store in messages (defaults to the first file).
   static WeightStore open_files(const std::vector<std::filesystem::path>& files,
                                 const std::filesystem::path& display_path = {});
+  // Tensors already in memory (any device), e.g. weights made on a GPU for a benchmark or
+  // handed over from Python; `display_path` names the store in messages. file_of() is NotFound
+  // for them: they have no file.
+  static WeightStore from_tensors(std::map<std::string, Tensor> tensors,
+                                  const std::filesystem::path& display_path = "<memory>");
 
   bool valid() const { return impl_ != nullptr; }
   const std::filesystem::path& path() const;

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
@@ -64,13 +65,14 @@ models::FluxForwardInputs step0_inputs(const io::WeightStore& g, const std::stri
 
 // Runs step 0 of `run` and compares every block output and the noise prediction.
 void check_run(const std::string& run, int64_t h2, int64_t w2, DType dt, double max_abs,
-               double min_cos) {
+               double min_cos, Device device = Device::cpu()) {
   const io::WeightStore g = io::WeightStore::open(kFlux + "/io.safetensors");
-  const models::FluxTransformer2DModel model = load_model(dt);
+  const models::FluxTransformer2DModel model = load_model(dt).to(device);
   const models::FluxForwardInputs in = step0_inputs(g, run, h2, w2, dt);
   models::FluxTrace trace;
   const Tensor out = model.forward(in, &trace);
   EXPECT_EQ(out.dtype(), dt);
+  EXPECT_EQ(out.device(), device);
   ASSERT_EQ(trace.double_img.size(), 2u);
   ASSERT_EQ(trace.single_img.size(), 2u);
   const std::string p = run + ".step0.";
@@ -98,6 +100,16 @@ TEST(FluxTransformerParity, BatchStep0MatchesDiffusersInBf16) {
   // differ by about one bf16 ulp of their largest activations (measured 0.0156, cosine
   // >= 0.99999; the noise prediction 0.0117, cosine 0.99998).
   check_run("bf16", 8, 8, DType::bf16, 0.0625, 0.9999);
+}
+
+// The same model with its weights uploaded to a GPU: every op of the forward on the CUDA
+// backend (cuBLASLt GEMMs, the flash / generic attention kernels, fused norms, RoPE), inputs
+// given on the host. Bounds as on the CPU (f32: both differ from PyTorch by summation order).
+TEST(FluxTransformerParity, CudaMatchesDiffusers) {
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  check_run("b", 8, 8, DType::f32, 1e-4, 0.9999999, Device::cuda());
+  check_run("r", 6, 10, DType::f32, 1e-4, 0.9999999, Device::cuda());
+  check_run("bf16", 8, 8, DType::bf16, 0.0625, 0.9999, Device::cuda());
 }
 
 TEST(FluxTransformerParity, F16StaysCloseToTheF32Golden) {

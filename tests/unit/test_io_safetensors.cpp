@@ -687,5 +687,26 @@ TEST(IoWeightStore, CorruptShardNamesTheShard) {
                {"model-00002-of-00002.safetensors"});
 }
 
+TEST(IoWeightStore, FromTensorsServesInMemoryWeights) {
+  const Tensor a = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3}, DType::bf16);
+  const Tensor b = Tensor::from_vector(std::vector<float>{7}, {1}, DType::f32);
+  const WeightStore s = WeightStore::from_tensors({{"w.b", b}, {"w.a", a}}, "random weights");
+  EXPECT_EQ(s.names(), std::vector<std::string>({"w.a", "w.b"}));
+  EXPECT_TRUE(s.has("w.a"));
+  EXPECT_FALSE(s.has("w.c"));
+  EXPECT_EQ(s.info("w.a").shape, Shape({2, 3}));
+  EXPECT_EQ(s.info("w.a").dtype_name, "BF16");
+  EXPECT_EQ(s.info("w.a").nbytes(), 12);
+  EXPECT_EQ(s.get("w.a").to_vector(), a.to_vector());
+  EXPECT_EQ(s.num_params(), 7);
+  EXPECT_EQ(s.num_bytes(), 16);
+  EXPECT_EQ(s.dtype_stats().at("F32").tensors, 1);
+  // No file behind them; a missing name is NotFound naming the store.
+  expect_error([&] { (void)s.file_of("w.a"); }, ErrorKind::NotFound, {"random weights", "w.a"});
+  expect_error([&] { (void)s.get("w.c"); }, ErrorKind::NotFound, {"random weights", "w.c"});
+  expect_error([&] { (void)WeightStore::from_tensors({{"x", Tensor()}}); },
+               ErrorKind::InvalidArgument, {"'x'", "undefined"});
+}
+
 }  // namespace
 }  // namespace mindiesd::io

@@ -6,7 +6,16 @@
 
 #define MINDIESD_CUDA_KERNEL_FAMILIES(X) \
   X(copy)                                \
-  X(elementwise)
+  X(elementwise)                         \
+  X(reduce)                              \
+  X(matmul)                              \
+  X(layout)                              \
+  X(conv)                                \
+  X(interpolate)                         \
+  X(random)                              \
+  X(attention)                           \
+  X(norm)                                \
+  X(rope)
 
 namespace mindiesd::cuda {
 #define MINDIESD_DECLARE_FAMILY(name) void register_##name##_kernels(KernelRegistry& r);

@@ -349,6 +349,36 @@ FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2
   return FluxTransformer2DModel(std::move(c), dtype, std::move(w), params);
 }
 
+FluxTransformer2DModel FluxTransformer2DModel::to(Device device) const {
+  if (device == device_) return *this;
+  auto w = std::make_shared<Weights>(*weights_);
+  auto move = [device](Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  auto move_lin = [&](Lin& l) {
+    move(l.w);
+    move(l.b);
+  };
+  for (Lin* l : {&w->x_embedder, &w->context_embedder, &w->norm_out, &w->proj_out}) move_lin(*l);
+  auto tte = std::make_shared<std::map<std::string, Tensor>>(*w->time_text_embed);
+  for (auto& [name, t] : *tte) move(t);
+  w->time_text_embed = std::move(tte);
+  for (Weights::Double& b : w->doubles) {
+    for (Lin* l : {&b.norm1, &b.norm1_context, &b.to_q, &b.to_k, &b.to_v, &b.to_out, &b.add_q,
+                   &b.add_k, &b.add_v, &b.to_add_out, &b.ff_in, &b.ff_out, &b.ff_context_in,
+                   &b.ff_context_out})
+      move_lin(*l);
+    for (Tensor* t : {&b.norm_q, &b.norm_k, &b.norm_added_q, &b.norm_added_k}) move(*t);
+  }
+  for (Weights::Single& b : w->singles) {
+    for (Lin* l : {&b.norm, &b.to_q, &b.to_k, &b.to_v, &b.proj_mlp, &b.proj_out}) move_lin(*l);
+    for (Tensor* t : {&b.norm_q, &b.norm_k}) move(*t);
+  }
+  FluxTransformer2DModel m(config_, dtype_, std::move(w), num_params_);
+  m.device_ = device;
+  return m;
+}
+
 Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* trace) const {
   const io::FluxTransformer2DModelConfig& c = config_;
   const Weights& w = *weights_;
@@ -360,7 +390,8 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* t
     MINDIESD_CHECK(t.defined(), InvalidArgument, what, ": ", name, " is missing");
     MINDIESD_CHECK(is_float(t.dtype()), InvalidArgument, what, ": ", name,
                    " must be f32, bf16 or f16, got ", dtype_name(t.dtype()));
-    return t.dtype() == dtype_ ? t : t.to(dtype_);
+    const Tensor d = t.device() == device_ ? t : t.to(device_);
+    return d.dtype() == dtype_ ? d : d.to(dtype_);
   };
   const Tensor hs = float_input(in.hidden_states, "hidden_states");
   const Tensor ehs = float_input(in.encoder_hidden_states, "encoder_hidden_states");
@@ -389,26 +420,31 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* t
                    ": guidance given, but the model has no guidance embedder "
                    "(guidance_embeds=false)");
   const int64_t axes = static_cast<int64_t>(c.axes_dims_rope.size());
+  // Position ids stay where they were given (normally the host: the RoPE tables are built
+  // there and uploaded once per forward).
   const Tensor txt_ids = position_ids(in.txt_ids, s_txt, axes, "txt_ids");
-  const Tensor img_ids = position_ids(in.img_ids, s_img, axes, "img_ids");
+  const Tensor img_ids = position_ids(in.img_ids, s_img, axes, "img_ids").to(txt_ids.device());
+  const Tensor timestep = in.timestep.to(device_);
+  const Tensor guidance = in.guidance.defined() ? in.guidance.to(device_) : Tensor();
 
   // ---- embeddings ----
   Tensor hidden = layer::linear(hs, w.x_embedder.w, w.x_embedder.b);
   // `timestep.to(hidden_states.dtype) * 1000`, the product rounded to the model dtype.
-  const Tensor t = ops::affine(batch_values(in.timestep, batch, dtype_, "timestep"), 1000.0f, 0.0f);
+  const Tensor t = ops::affine(batch_values(timestep, batch, dtype_, "timestep"), 1000.0f, 0.0f);
   const layer::ModuleWeights tte = module_weights_of(w.time_text_embed, "time_text_embed.");
   const Tensor temb =
       c.guidance_embeds
           ? layer::combined_timestep_guidance_text_proj(
-                t, ops::affine(batch_values(in.guidance, batch, dtype_, "guidance"), 1000.0f, 0.0f),
+                t, ops::affine(batch_values(guidance, batch, dtype_, "guidance"), 1000.0f, 0.0f),
                 pooled, tte)
           : layer::combined_timestep_text_proj(t, pooled, tte);
   Tensor context = layer::linear(ehs, w.context_embedder.w, w.context_embedder.b);
   // FluxPosEmbed(cat(txt_ids, img_ids)): one (S_txt + S_img, head_dim) table pair per forward,
   // shared by every block.
   const Tensor id_parts[] = {txt_ids, img_ids};
-  const layer::RopeTables rope =
-      layer::flux_rope(ops::cat(id_parts, 0), c.axes_dims_rope, kRopeTheta);
+  layer::RopeTables rope = layer::flux_rope(ops::cat(id_parts, 0), c.axes_dims_rope, kRopeTheta);
+  rope.cos = rope.cos.to(device_);
+  rope.sin = rope.sin.to(device_);
   // Every modulation projection starts from SiLU(temb); computed once.
   const Tensor silu_temb = ops::silu(temb);
 

@@ -72,6 +72,13 @@ class FluxTransformer2DModel {
 
   int64_t num_params() const { return num_params_; }
 
+  // The device the weights live on; forward() moves its inputs there and returns its result
+  // there.
+  Device device() const { return device_; }
+  // A copy of the model with every weight on `device` (uploaded once; the copy shares nothing
+  // with this model's weights unless the device is the same).
+  FluxTransformer2DModel to(Device device) const;
+
   struct Weights;  // the bound tensors, per block (defined in the .cpp)
 
  private:
@@ -82,6 +89,7 @@ class FluxTransformer2DModel {
   DType dtype_ = DType::f32;
   std::shared_ptr<const Weights> weights_;
   int64_t num_params_ = 0;
+  Device device_ = Device::cpu();
 };
 
 // diffusers FluxPipeline._prepare_latent_image_ids(h2, w2): (h2 * w2, 3) f32 rows

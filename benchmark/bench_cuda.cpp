@@ -1,0 +1,248 @@
+// GPU GEMM and attention at FLUX.1 / Wan2.1 shapes: TFLOP/s, the fraction of the device's
+// measured bf16 matmul peak (PyTorch's 8192^3 product in the same run), and PyTorch
+// (benchmark/torch_cuda.py: torch.matmul, F.scaled_dot_product_attention) on the same shapes in
+// the same run. Timed with CUDA events on the op's stream, median of --reps after a warm-up.
+// Then one FLUX.1-dev transformer step at 1024^2 (19 + 38 blocks at 3072 wide, random bf16
+// weights made on the GPU, 4096 image + 512 text tokens) next to diffusers' eager and
+// regionally compiled FluxTransformer2DModel (torch_cuda.py flux), with the GPU memory peak.
+//
+//   bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux]
+// GEMM MxNxK: C[M,N] = A[M,K] @ B[K,N], row-major bf16. Attention BxHxSxD: q, k, v (B,H,S,D).
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "peer.h"
+#include "mindiesd/core/backend.h"
+#include "mindiesd/core/ops.h"
+#include "mindiesd/io/safetensors.h"
+#include "mindiesd/layer/attention.h"
+#include "mindiesd/models/flux/flux_transformer.h"
+
+#if defined(MINDIESD_CUDA)
+#include <cuda_runtime_api.h>
+
+namespace {
+
+using namespace mindiesd;
+
+const std::vector<std::string> kGemms = {
+    "4608x3072x3072",  "4608x9216x3072", "4608x12288x3072", "4608x3072x12288",
+    "4096x3072x15360", "32760x1536x1536", "32760x8960x1536", "32760x1536x8960"};
+const std::vector<std::string> kAttn = {"1x24x4608x128", "1x12x32760x128", "2x24x4608x128",
+                                        "1x24x1024x128"};
+
+std::vector<int64_t> dims_of(const std::string& s) {
+  std::vector<int64_t> d;
+  for (const std::string& p : bench::split_list(s, 'x')) d.push_back(std::stoll(p));
+  return d;
+}
+
+// Median seconds of fn() over reps, each bracketed by events on the CUDA default stream.
+template <typename F>
+double time_cuda(F&& fn, int reps) {
+  Backend& be = backend_for(Device::cuda());
+  auto stream = static_cast<cudaStream_t>(be.default_stream(0).native());
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  fn();
+  be.synchronize(0);
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    cudaEventRecord(a, stream);
+    fn();
+    cudaEventRecord(b, stream);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(ms / 1e3);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// FLUX.1-dev's transformer with N(0, 0.02) bf16 weights generated on the GPU, bound by the
+// diffusers names the model expects.
+models::FluxTransformer2DModel random_flux(const Device& gpu) {
+  io::FluxTransformer2DModelConfig c;  // FLUX.1-dev: 19 + 38 blocks, 24 x 128 heads
+  c.guidance_embeds = true;
+  const int64_t n = c.num_attention_heads * c.attention_head_dim, d = c.attention_head_dim;
+  std::map<std::string, Tensor> w;
+  uint64_t seed = 100;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    w[name + ".weight"] = ops::affine(ops::randn({out, in}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+    w[name + ".bias"] = ops::affine(ops::randn({out}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+  };
+  auto norm = [&](const std::string& name) { w[name] = ops::full({d}, 1.0, DType::bf16, gpu); };
+  lin("x_embedder", n, c.in_channels);
+  lin("context_embedder", n, c.joint_attention_dim);
+  for (const char* e : {"timestep_embedder", "guidance_embedder"}) {
+    lin(std::string("time_text_embed.") + e + ".linear_1", n, 256);
+    lin(std::string("time_text_embed.") + e + ".linear_2", n, n);
+  }
+  lin("time_text_embed.text_embedder.linear_1", n, c.pooled_projection_dim);
+  lin("time_text_embed.text_embedder.linear_2", n, n);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "transformer_blocks." + std::to_string(i) + ".";
+    lin(p + "norm1.linear", 6 * n, n);
+    lin(p + "norm1_context.linear", 6 * n, n);
+    for (const char* l : {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
+                          "add_v_proj", "to_add_out"})
+      lin(p + "attn." + l, n, n);
+    for (const char* l : {"norm_q", "norm_k", "norm_added_q", "norm_added_k"})
+      norm(p + "attn." + l + ".weight");
+    for (const char* f : {"ff", "ff_context"}) {
+      lin(p + f + ".net.0.proj", 4 * n, n);
+      lin(p + f + ".net.2", n, 4 * n);
+    }
+  }
+  for (int64_t i = 0; i < c.num_single_layers; ++i) {
+    const std::string p = "single_transformer_blocks." + std::to_string(i) + ".";
+    lin(p + "norm.linear", 3 * n, n);
+    for (const char* l : {"to_q", "to_k", "to_v"}) lin(p + "attn." + l, n, n);
+    for (const char* l : {"norm_q", "norm_k"}) norm(p + "attn." + l + ".weight");
+    lin(p + "proj_mlp", 4 * n, n);
+    lin(p + "proj_out", n, 5 * n);
+  }
+  lin("norm_out.linear", 2 * n, n);
+  lin("proj_out", c.in_channels, n);
+  return models::FluxTransformer2DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
+                                                      DType::bf16)
+      .to(gpu);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string python = bench::default_python();
+  int reps = 20;
+  bool peer = true, flux = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--python" && i + 1 < argc) python = argv[++i];
+    else if (a == "--no-peer") peer = false;
+    else if (a == "--no-flux") flux = false;
+    else {
+      std::fprintf(stderr, "usage: bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux]\n");
+      return 2;
+    }
+  }
+  if (find_backend(DeviceType::CUDA) == nullptr) {
+    std::printf("bench_cuda: no CUDA device visible\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  const Device gpu = Device::cuda();
+
+  std::map<std::string, double> torch;  // "gemm/MxNxK", "sdpa/BxHxSxD", "peak"
+  if (peer) {
+    for (const auto& j : bench::run_peer(python, "torch_cuda.py",
+                                         "ceilings gemm sdpa --repeats " + std::to_string(reps))) {
+      const std::string what = j.value("what", std::string());
+      if (what == "gemm")
+        torch["gemm/" + std::to_string(j.value("m", 0L)) + "x" + std::to_string(j.value("n", 0L)) +
+              "x" + std::to_string(j.value("k", 0L))] = j["seconds"].get<double>();
+      else if (what == "sdpa")
+        torch["sdpa/" + j.value("shape", std::string())] = j["seconds"].get<double>();
+      else if (what == "gemm_peak")
+        torch["peak"] = j.value("tflops", 0.0);
+    }
+  }
+  // Our own 8192^3 product too: the peak through our path.
+  const Tensor pa = ops::randn({8192, 8192}, 1, 0, DType::bf16, gpu);
+  const Tensor pb = ops::randn({8192, 8192}, 2, 0, DType::bf16, gpu);
+  const double own_peak = 2.0 * 8192 * 8192 * 8192 / time_cuda([&] { (void)ops::matmul(pa, pb); }, reps) / 1e12;
+  const double peak = torch.count("peak") ? torch["peak"] : own_peak;
+  std::printf("measured bf16 matmul peak (8192^3): torch %.1f TFLOP/s, mindiesd %.1f TFLOP/s\n",
+              torch.count("peak") ? torch["peak"] : 0.0, own_peak);
+
+  std::printf("\n%-24s %9s %9s %7s %11s %7s\n", "op shape (bf16)", "ms", "TFLOP/s", "%peak",
+              "torch TF/s", "ratio");
+  auto row = [&](const std::string& key, double secs, double flops) {
+    const double tf = flops / secs / 1e12;
+    const auto it = torch.find(key);
+    if (it != torch.end()) {
+      const double ttf = flops / it->second / 1e12;
+      std::printf("%-24s %9.3f %9.1f %6.1f%% %11.1f %6.2fx\n", key.c_str(), secs * 1e3, tf,
+                  100 * tf / peak, ttf, tf / ttf);
+    } else {
+      std::printf("%-24s %9.3f %9.1f %6.1f%% %11s %7s\n", key.c_str(), secs * 1e3, tf,
+                  100 * tf / peak, "-", "-");
+    }
+  };
+  for (const std::string& s : kGemms) {
+    const std::vector<int64_t> d = dims_of(s);
+    const Tensor a = ops::randn({d[0], d[2]}, 3, 0, DType::bf16, gpu);
+    const Tensor b = ops::randn({d[2], d[1]}, 4, 0, DType::bf16, gpu);
+    row("gemm/" + s, time_cuda([&] { (void)ops::matmul(a, b); }, reps), 2.0 * d[0] * d[1] * d[2]);
+  }
+  for (const std::string& s : kAttn) {
+    const std::vector<int64_t> d = dims_of(s);
+    const Tensor q = ops::randn({d[0], d[1], d[2], d[3]}, 5, 0, DType::bf16, gpu);
+    const Tensor k = ops::randn({d[0], d[1], d[2], d[3]}, 6, 0, DType::bf16, gpu);
+    const Tensor v = ops::randn({d[0], d[1], d[2], d[3]}, 7, 0, DType::bf16, gpu);
+    const double secs = time_cuda([&] { (void)layer::attention_forward(q, k, v, Tensor(), "BNSD"); }, reps);
+    row("sdpa/" + s, secs, 4.0 * d[0] * d[1] * d[2] * d[2] * d[3]);
+  }
+  const AllocatorStats st = backend_for(gpu).allocator(0).stats();
+  std::printf("\nGPU allocator peak: %.2f GiB allocated, %.2f GiB reserved\n",
+              st.peak_allocated_bytes / double(1 << 30), st.peak_reserved_bytes / double(1 << 30));
+  if (!flux) return 0;
+
+  // ---- FLUX.1-dev transformer step at 1024^2 ----
+  std::map<std::string, double> torch_flux;  // mode -> seconds
+  std::map<std::string, double> torch_peak;
+  if (peer) {
+    for (const auto& j : bench::run_peer(python, "torch_cuda.py", "flux --model-repeats 5")) {
+      torch_flux[j.value("mode", std::string())] = j["seconds"].get<double>();
+      torch_peak[j.value("mode", std::string())] = j.value("peak_bytes", 0.0);
+    }
+  }
+  Allocator& alloc = backend_for(gpu).allocator(0);
+  alloc.empty_cache();
+  const models::FluxTransformer2DModel model = random_flux(gpu);
+  const double weights_gib = alloc.stats().allocated_bytes / double(1 << 30);
+  const int64_t side = 64, s_img = side * side, s_txt = 512;
+  models::FluxForwardInputs in;
+  in.hidden_states = ops::randn({1, s_img, 64}, 1, 0, DType::bf16, gpu);
+  in.encoder_hidden_states = ops::randn({1, s_txt, 4096}, 2, 0, DType::bf16, gpu);
+  in.pooled_projections = ops::randn({1, 768}, 3, 0, DType::bf16, gpu);
+  in.timestep = ops::full({1}, 0.5, DType::bf16);
+  in.guidance = ops::full({1}, 3.5, DType::f32);
+  in.txt_ids = models::flux_text_ids(s_txt);
+  in.img_ids = models::flux_latent_image_ids(side, side);
+  alloc.reset_peak();
+  const double step = time_cuda([&] { (void)model.forward(in); }, 5);
+  const AllocatorStats fs = alloc.stats();
+  // FLOPs: 12 H^2 MACs of projections per token per block plus 2 T^2 H of attention.
+  const double t = s_img + s_txt, h = 3072;
+  const double flops = 57 * 2.0 * (12.0 * h * h * t + 2.0 * t * t * h);
+  std::printf("\nFLUX.1-dev transformer step, 1024x1024 (4096 + 512 tokens), bf16, %lld params\n",
+              static_cast<long long>(model.num_params()));
+  std::printf("  mindiesd          %8.1f ms  %6.1f TFLOP/s (%4.1f%% of peak)  GPU peak %.2f GiB "
+              "(weights %.2f GiB)\n",
+              step * 1e3, flops / step / 1e12, 100 * flops / step / 1e12 / peak,
+              fs.peak_allocated_bytes / double(1 << 30), weights_gib);
+  for (const auto& [mode, secs] : torch_flux)
+    std::printf("  diffusers %-7s %8.1f ms  %6.1f TFLOP/s  GPU peak %.2f GiB; mindiesd %.2fx\n",
+                mode.c_str(), secs * 1e3, flops / secs / 1e12, torch_peak[mode] / double(1 << 30),
+                secs / step);
+  return 0;
+}
+
+#else
+
+int main() {
+  std::printf("bench_cuda: built without the CUDA backend (configure with the cuda preset)\n");
+  return 0;
+}
+
+#endif

@@ -1,0 +1,49 @@
+// Framework-free launchers of the CUDA attention kernels (FlashInfer style): raw device
+// pointers, element strides of 4-D (B, H, S, D) views, sizes and a stream in; the launch status
+// out. Nothing is allocated and nothing synchronises. Semantics as AttentionParams in
+// core/op_params.h (scale on q.k, bottom-right causal, GQA, rows with no visible key give 0).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "mindiesd/core/dtype.h"
+
+namespace mindiesd::cuda {
+
+// The tensor-core kernel: q, k, v, out of one dtype (bf16 or f16), head dim 64 or 128 for both
+// q.k and v, last dims dense. Strides are for dims (B, H, S); the D stride is 1.
+struct FlashArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
+  int64_t batch, hq, hkv, sq, sk;
+  float scale;
+  bool causal;
+};
+// Whether launch_flash_attention takes this problem (dtype, head dims, alignment, grid limits).
+bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashArgs& args);
+cudaError_t launch_flash_attention(DType dtype, int64_t d, const FlashArgs& args, cudaStream_t stream);
+
+// The fallback: any float dtypes per operand, head dims up to 512, an optional mask (boolean:
+// true attends; float: added to the logits) viewed as (B, Hq, Sq, Sk) with any strides
+// (0 = broadcast), any strides everywhere. f32 math, one warp per (query row, head).
+struct GenericArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* mask;  // nullptr: none
+  void* out;
+  DType q_dtype, k_dtype, v_dtype, mask_dtype, out_dtype;
+  int64_t q_stride[4], k_stride[4], v_stride[4], m_stride[4], o_stride[4];
+  int64_t batch, hq, hkv, sq, sk, d, dv;
+  float scale;
+  bool causal;
+};
+// cudaErrorNotSupported when a head dim exceeds 512.
+cudaError_t launch_generic_attention(const GenericArgs& args, cudaStream_t stream);
+
+}  // namespace mindiesd::cuda
