@@ -159,8 +159,10 @@ TEST_F(CudaOpsTest, ReduceMatchesTheCpu) {
                                                       {ReduceKind::min, "min"},
                                                       {ReduceKind::var, "var"}};
   for (const ReduceShape& rs : shapes) {
-    for (DType t : {DType::f32, DType::bf16, DType::f16, DType::f8_e4m3, DType::i32, DType::i64,
-                    DType::u8, DType::boolean}) {
+    // Not f8: the front end keeps a float input's dtype for the result, and neither backend
+    // reduces into f8.
+    for (DType t : {DType::f32, DType::bf16, DType::f16, DType::i32, DType::i64, DType::u8,
+                    DType::boolean}) {
       const Tensor base = ops::randn(rs.shape, 17).to(t == DType::u8 ? DType::f32 : t);
       const Tensor src = t == DType::u8 ? ops::affine(base, 20.0f, 100.0f).to(t) : base;
       const Tensor x = rs.view(src);

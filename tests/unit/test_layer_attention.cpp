@@ -78,7 +78,7 @@ Case dense_case(const Dense& t, DType dt) {
     return t.layout == "BSND" ? s : reshape(s, Shape{t.b, t.sq, t.hq * t.dv});
   };
   c.tol_dtype = dt;
-  c.cls = OpClass::matmul;
+  c.cls = OpClass::attention;
   return c;
 }
 

@@ -241,7 +241,7 @@ std::vector<Case> group_norm_cases() {
   off.inputs = {Input{{2, 16, 9, 9}, DType::f32, Domain::normal, [](const Tensor& x) {
                         std::vector<float> m(16);
                         for (int c = 0; c < 16; ++c) m[c] = 40.0f * static_cast<float>(c) - 300.0f;
-                        return ops::add(x, Tensor::from_vector(m, {1, 16, 1, 1}));
+                        return ops::add(x, Tensor::from_vector(m, {1, 16, 1, 1}).to(x.device()));
                       }}};
   off.run = [](const std::vector<Tensor>& x) { return layer::group_norm(x[0], 2); };
   off.reference = [](const std::vector<Array>& x) {

@@ -317,12 +317,17 @@ void matmul_kernel(const OpCall& c) {
   if (!matrix_ok(a)) a = a.contiguous();
   if (!matrix_ok(b)) b = b.contiguous();
 
-  // The activation: an epilogue for relu / gelu_tanh; gelu (erf) and silu run after the GEMM on
-  // an f32 result, so the output is still rounded once.
-  const bool epilogue_act = p.has_activation && (p.activation == UnaryKind::relu ||
-                                                 p.activation == UnaryKind::gelu_tanh);
+  // The activation: a cuBLASLt epilogue for relu / gelu_tanh into an f32 output; otherwise the
+  // GEMM (+ bias) writes f32 and one elementwise pass applies the activation and rounds. cuBLASLt
+  // has no erf GELU or SiLU epilogue, and its RELU_BIAS / GELU_BIAS epilogues with a bf16 output
+  // round the product before adding the bias (seen on an H200, cuBLASLt 13.1: errors of 10 bf16
+  // ulps on small outputs), which the output's one rounding must not do.
+  const bool epilogue_act = p.has_activation && out.dtype() == DType::f32 &&
+                            (p.activation == UnaryKind::relu || p.activation == UnaryKind::gelu_tanh);
   const bool post_act = p.has_activation && !epilogue_act;
-  MINDIESD_CHECK(!post_act || p.activation == UnaryKind::gelu || p.activation == UnaryKind::silu,
+  MINDIESD_CHECK(!p.has_activation || p.activation == UnaryKind::gelu ||
+                     p.activation == UnaryKind::silu || p.activation == UnaryKind::relu ||
+                     p.activation == UnaryKind::gelu_tanh,
                  Unsupported, "matmul epilogue activation ", static_cast<int>(p.activation));
   // cuBLASLt writes D in the input dtype or, for 16-bit inputs, in f32.
   const bool direct_dtype = out.dtype() == ab || (out.dtype() == DType::f32 && ab != DType::f32);
@@ -401,7 +406,8 @@ void matmul_kernel(const OpCall& c) {
     }
   }
   if (post_act) {
-    out.copy_(ops::unary(dst, p.activation));
+    const UnaryParams up{p.activation};
+    dispatch(OpId::unary, {&dst, 1}, {&out, 1}, &up);  // f32 in, out's dtype out: one rounding
   } else if (!direct) {
     out.copy_(dst);
   }
