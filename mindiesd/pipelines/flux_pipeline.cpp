@@ -202,7 +202,8 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
                  dir.string(), ": transformer in_channels ", impl->transformer_config.in_channels,
                  " is not 4 x the VAE's latent_channels (", latent_c, ")");
   impl->transformer.emplace(
-      models::FluxTransformer2DModel::load(folder.component("transformer"), options.dtype));
+      models::FluxTransformer2DModel::load(folder.component("transformer"), options.dtype)
+          .to(options.device));
   impl->vae.emplace(models::AutoencoderKL::load(folder.component("vae"), options.dtype));
   impl->load_s = seconds_since(t0);
   return FluxPipeline(std::move(impl));
@@ -380,24 +381,29 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   if (s.transformer_config.guidance_embeds) {
     in.guidance = ops::full({batch}, r.guidance_scale, DType::f32);
   }
+  // The embeddings go to the transformer's device once, not every step.
+  const Device dev = s.transformer->device();
+  const Tensor cond_embeds = cond.prompt_embeds.to(dev), cond_pooled = cond.pooled.to(dev);
+  const Tensor uncond_embeds = true_cfg ? uncond.prompt_embeds.to(dev) : Tensor();
+  const Tensor uncond_pooled = true_cfg ? uncond.pooled.to(dev) : Tensor();
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);
     in.timestep = ops::div(t, ops::full({1}, 1000.0, dtype));
     in.hidden_states = latents;
-    in.encoder_hidden_states = cond.prompt_embeds;
-    in.pooled_projections = cond.pooled;
+    in.encoder_hidden_states = cond_embeds;
+    in.pooled_projections = cond_pooled;
     Tensor noise_pred = s.transformer->forward(in);
     if (true_cfg) {
-      in.encoder_hidden_states = uncond.prompt_embeds;
-      in.pooled_projections = uncond.pooled;
+      in.encoder_hidden_states = uncond_embeds;
+      in.pooled_projections = uncond_pooled;
       const Tensor neg = s.transformer->forward(in);
       // neg + scale * (cond - neg)
       noise_pred = ops::add(
           neg, ops::affine(ops::sub(noise_pred, neg), static_cast<float>(r.true_cfg_scale), 0.0f));
     }
-    latents = s.scheduler.step(noise_pred, i, latents);
+    latents = s.scheduler.step(noise_pred.to(Device::cpu()), i, latents);
     if (r.on_step) r.on_step({i + 1, r.num_inference_steps, seconds_since(t0), latents});
   }
   result.timings.denoising_s = seconds_since(t0);

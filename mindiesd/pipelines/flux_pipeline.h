@@ -29,6 +29,9 @@ struct FluxPipelineOptions {
   enum class VaeTiling { off, on, automatic } vae_tiling = VaeTiling::automatic;
   // Activation memory a request may plan for; 0 = the machine's available memory.
   int64_t memory_budget_bytes = 0;
+  // Where the transformer runs (its weights are uploaded once at load). Text encoding, the
+  // scheduler and the VAE stay on the host for now.
+  Device device = Device::cpu();
 };
 
 struct FluxStepInfo {

@@ -57,4 +57,8 @@ expect_fail 1 "needs exactly one" --model "$model" --prompt "x" --size 32x32 \
 expect_fail 2 "--model DIR is required" --prompt "x"
 expect_fail 2 "not a number" --model "$model" --prompt "x" --steps many
 expect_fail 2 "expected WxH" --model "$model" --prompt "x" --size 32
+expect_fail 2 "--device: cpu, cuda or cuda:N" --model "$model" --prompt "x" --device tpu
+if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU: asking for one is a clear runtime error
+  expect_fail 1 "cuda" --model "$model" --prompt "x" --size 32x32 --device cuda
+fi
 echo "cli generate: ok"

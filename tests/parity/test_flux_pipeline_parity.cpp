@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/pipelines/flux_pipeline.h"
@@ -31,9 +32,10 @@ const io::WeightStore& golden() {
   return g;
 }
 
-FluxPipelineOptions options(DType dtype) {
+FluxPipelineOptions options(DType dtype, Device device = Device::cpu()) {
   FluxPipelineOptions o;
   o.dtype = dtype;
+  o.device = device;
   o.vae_tiling = FluxPipelineOptions::VaeTiling::off;
   return o;
 }
@@ -61,8 +63,8 @@ struct Bounds {
 };
 
 void run_and_compare(DType dtype, const std::string& prefix, const FluxRequest& request,
-                     Bounds embeds, Bounds latents, Bounds image) {
-  FluxPipeline pipe = FluxPipeline::load(kGolden / "pipeline", options(dtype));
+                     Bounds embeds, Bounds latents, Bounds image, Device device = Device::cpu()) {
+  FluxPipeline pipe = FluxPipeline::load(kGolden / "pipeline", options(dtype, device));
   const auto e = pipe.encode_prompt(request.prompts, {}, 1, request.max_sequence_length);
   test::expect_close(e.prompt_embeds, golden().get(prefix + ".prompt_embeds"), embeds.max_abs,
                      embeds.min_cos, prefix + " T5 prompt_embeds");
@@ -102,6 +104,15 @@ TEST(FluxPipelineParity, Bf16PipelineMatchesDiffusers) {
   // cosine plus a max-abs of a few bf16 ulps at the values' magnitude (|x| <= ~4).
   FluxRequest r = golden_request("bf16", kPrompts, 32, 32, 4);
   run_and_compare(DType::bf16, "bf16", r, {0.05, 0.999}, {0.1, 0.999}, {0.05, 0.999});
+}
+
+TEST(FluxPipelineParity, TransformerOnCudaMatchesDiffusers) {
+  // --device cuda: the denoising transformer on the GPU, the rest on the host; same bounds.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  run_and_compare(DType::f32, "b", golden_request("b", kPrompts, 32, 32, 4), {1e-5, 0.99999},
+                  {1e-4, 0.99999}, {1e-4, 0.99999}, Device::cuda());
+  run_and_compare(DType::bf16, "bf16", golden_request("bf16", kPrompts, 32, 32, 4), {0.05, 0.999},
+                  {0.1, 0.999}, {0.05, 0.999}, Device::cuda());
 }
 
 TEST(FluxPipeline, SeededNoiseIsReproducibleAndBatchesExtendSingleRuns) {

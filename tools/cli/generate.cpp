@@ -104,6 +104,7 @@ constexpr const char* kHelp =
     "  --num-images N           images per prompt (default 1)\n"
     "  --max-sequence-length L  T5 tokens (default 512)\n"
     "  --dtype bf16|f32         compute dtype (default bf16)\n"
+    "  --device cpu|cuda[:N]    where the transformer runs (default cpu)\n"
     "  --vae-tiling auto|on|off tiled VAE decoding (default auto: above 1024x1024)\n"
     "  --out FILE               output PNG (default out.png; several images: out-0.png, ...)\n"
     "  --latents FILE           initial packed latents (a safetensors file with one tensor,\n"
@@ -165,6 +166,13 @@ int cmd_generate(const std::vector<std::string>& args) {
           options.dtype = DType::f32;
         else
           throw UsageError{"--dtype: bf16 or f32, got '" + d + "'"};
+      } else if (a == "--device") {
+        const std::string& d = value();
+        try {
+          options.device = Device::parse(d);
+        } catch (const Error&) {
+          throw UsageError{"--device: cpu, cuda or cuda:N, got '" + d + "'"};
+        }
       } else if (a == "--vae-tiling") {
         const std::string& t = value();
         if (t == "auto")
