@@ -54,7 +54,8 @@ expect_fail 1 "prompt 0 is empty" --model "$model" --prompt "" --size 32x32
 expect_fail 1 "lacks components\|NotFound\|not found\|does not exist" --model "$tmp/nowhere" --prompt "x"
 expect_fail 1 "needs exactly one" --model "$model" --prompt "x" --size 32x32 \
   --latents "$2/tests/data/golden/flux/io.safetensors"
-expect_fail 2 "--model DIR is required" --prompt "x"
+MINDIESD_MODEL="$tmp/nowhere" expect_fail 1 "no such directory" --prompt "x"
+expect_fail 2 "--prompt TEXT is required" --model "$model"
 expect_fail 2 "not a number" --model "$model" --prompt "x" --steps many
 expect_fail 2 "expected WxH" --model "$model" --prompt "x" --size 32
 expect_fail 2 "--device: cpu, cuda or cuda:N" --model "$model" --prompt "x" --device tpu

@@ -6,8 +6,12 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "mindiesd/core/error.h"
@@ -90,8 +94,10 @@ fs::path numbered(const fs::path& out, size_t i, size_t n) {
 }
 
 constexpr const char* kHelp =
-    "usage: mindiesd generate --model DIR --prompt TEXT [options]\n"
-    "  --model DIR              a diffusers FluxPipeline folder (FLUX.1-dev/schnell layout)\n"
+    "usage: mindiesd generate [--model DIR] --prompt TEXT [options]\n"
+    "  --model DIR              a diffusers FluxPipeline folder (FLUX.1-dev/schnell layout);\n"
+    "                           default $MINDIESD_MODEL, else the bundled models/tiny-flux-shapes.\n"
+    "                           A folder's mindiesd_defaults.json replaces the defaults below\n"
     "  --prompt TEXT            repeat for a batch of prompts\n"
     "  --prompt-2 TEXT          T5 prompt (default: the prompt); once per --prompt\n"
     "  --negative-prompt TEXT   with --true-cfg > 1: true classifier-free guidance\n"
@@ -112,6 +118,52 @@ constexpr const char* kHelp =
     "                           compare with diffusers on the same noise\n"
     "  --quiet                  no progress bar\n";
 
+// The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
+std::string model_folder(const std::vector<std::string>& args) {
+  for (size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--model") return args[i + 1];
+  if (const char* env = std::getenv("MINDIESD_MODEL"); env != nullptr && *env) return env;
+  if (fs::is_directory(MINDIESD_DEFAULT_MODEL)) return MINDIESD_DEFAULT_MODEL;
+  throw UsageError{"--model DIR is required (the default model " MINDIESD_DEFAULT_MODEL
+                   " is not there)"};
+}
+
+// A model folder may carry the settings it was made for in mindiesd_defaults.json (diffusers
+// ignores the file): they replace the built-in defaults; command-line flags replace both.
+// Returns the default negative prompt, if the file names one.
+std::optional<std::string> apply_model_defaults(const fs::path& folder, FluxRequest& req) {
+  const fs::path file = folder / "mindiesd_defaults.json";
+  if (!fs::exists(file)) return std::nullopt;
+  std::ifstream in(file);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  MINDIESD_CHECK(j.is_object(), Corrupt, file.string(), ": not a JSON object");
+  std::optional<std::string> negative;
+  for (const auto& [key, v] : j.items()) {
+    auto number = [&] {
+      MINDIESD_CHECK(v.is_number(), Corrupt, file.string(), ": '", key, "' must be a number");
+      return v.get<double>();
+    };
+    auto integer = [&] {
+      MINDIESD_CHECK(v.is_number_integer() && v.get<int64_t>() > 0, Corrupt, file.string(), ": '",
+                     key, "' must be a positive integer");
+      return v.get<int64_t>();
+    };
+    if (key == "height") req.height = integer();
+    else if (key == "width") req.width = integer();
+    else if (key == "num_inference_steps") req.num_inference_steps = integer();
+    else if (key == "max_sequence_length") req.max_sequence_length = integer();
+    else if (key == "guidance_scale") req.guidance_scale = number();
+    else if (key == "true_cfg_scale") req.true_cfg_scale = number();
+    else if (key == "negative_prompt") {
+      MINDIESD_CHECK(v.is_string(), Corrupt, file.string(), ": 'negative_prompt' must be a string");
+      negative = v.get<std::string>();
+    } else if (!key.starts_with("_")) {  // "_comment" and the like
+      MINDIESD_THROW(Corrupt, file.string(), ": unknown setting '", key, "'");
+    }
+  }
+  return negative;
+}
+
 }  // namespace
 
 const char* generate_help() { return kHelp; }
@@ -123,7 +175,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   fs::path out = "out.png";
   std::string latents_path;
   bool quiet = false;
+  std::optional<std::string> default_negative;
   try {
+    model = model_folder(args);
+    default_negative = apply_model_defaults(model, req);
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
       auto value = [&]() -> const std::string& {
@@ -187,8 +242,9 @@ int cmd_generate(const std::vector<std::string>& args) {
         throw UsageError{"unknown option '" + a + "'"};
       }
     }
-    if (model.empty()) throw UsageError{"--model DIR is required"};
     if (req.prompts.empty()) throw UsageError{"--prompt TEXT is required"};
+    if (req.negative_prompts.empty() && default_negative && req.true_cfg_scale > 1.0)
+      req.negative_prompts.assign(req.prompts.size(), *default_negative);
     if (out.extension() != ".png") throw UsageError{"--out: only .png output is supported"};
   } catch (const UsageError& e) {
     std::cerr << "mindiesd generate: " << e.message << "\n\n" << kHelp;
