@@ -44,31 +44,6 @@ namespace {
 
 // ---- element access (f32 / bf16 / f16 at run time) ------------------------------------------
 
-__device__ __forceinline__ float ld(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::bf16:
-      return Traits<DType::bf16>::to_f32(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::f16:
-      return Traits<DType::f16>::to_f32(static_cast<const __half*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void st(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::bf16:
-      static_cast<__nv_bfloat16*>(p)[i] = Traits<DType::bf16>::from_f32(v);
-      return;
-    case DType::f16:
-      static_cast<__half*>(p)[i] = Traits<DType::f16>::from_f32(v);
-      return;
-    default:
-      static_cast<float*>(p)[i] = v;
-      return;
-  }
-}
-
 // v rounded through dtype t (where the unfused code stores an intermediate in t).
 __device__ __forceinline__ float round_through(DType t, float v) {
   switch (t) {

@@ -37,31 +37,6 @@ inline constexpr int kRopeThreads = 256;
 // Operand slots; the output first, as collapse() expects.
 enum Slot { kOut, kX, kCos, kSin, kSlots };
 
-__device__ __forceinline__ float ld(const void* p, DType t, int64_t i) {
-  switch (t) {
-    case DType::bf16:
-      return Traits<DType::bf16>::to_f32(static_cast<const __nv_bfloat16*>(p)[i]);
-    case DType::f16:
-      return Traits<DType::f16>::to_f32(static_cast<const __half*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void st(void* p, DType t, int64_t i, float v) {
-  switch (t) {
-    case DType::bf16:
-      static_cast<__nv_bfloat16*>(p)[i] = Traits<DType::bf16>::from_f32(v);
-      return;
-    case DType::f16:
-      static_cast<__half*>(p)[i] = Traits<DType::f16>::from_f32(v);
-      return;
-    default:
-      static_cast<float*>(p)[i] = v;
-      return;
-  }
-}
-
 // Elements [i, i + n) (stride cs, n <= N) as f32, zeros from n on. `vec`: cs == 1 and
 // element i aligned to min(16, N * element size) bytes; N values then load as vectors.
 template <int N>
