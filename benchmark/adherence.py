@@ -18,7 +18,8 @@ adhere (chance: 1/8 * 1/9 * 1/6 = 0.23%). Also printed: each attribute's accurac
 between the two engines' images.
 
 Usage: python benchmark/adherence.py [--model DIR] [--mindiesd build/cpu/mindiesd]
-           [--steps 20] [--true-cfg 4] [--engines diffusers,mindiesd] [--save DIR]
+           [--steps 20] [--true-cfg 4] [--engines diffusers,mindiesd] [--dtype bf16|f32]
+           [--save DIR]
 Runs in well under a minute on 2 cores for the embedded model.
 """
 
@@ -94,23 +95,24 @@ def noise(seed, count):
     return torch.randn((count, seq, 16), generator=g)
 
 
-def run_diffusers(model, prompts, seeds, steps, cfg):
+def run_diffusers(model, prompts, seeds, steps, cfg, dtype):
     import torch
     from diffusers import FluxPipeline
 
-    pipe = FluxPipeline.from_pretrained(model, torch_dtype=torch.bfloat16)
+    torch_dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[dtype]
+    pipe = FluxPipeline.from_pretrained(model, torch_dtype=torch_dtype)
     pipe.set_progress_bar_config(disable=True)
     out = {}
     for seed in seeds:
         images = pipe(prompt=prompts, negative_prompt=[""] * len(prompts), true_cfg_scale=cfg,
                       height=SIZE, width=SIZE, num_inference_steps=steps,
-                      latents=noise(seed, len(prompts)).to(torch.bfloat16),
+                      latents=noise(seed, len(prompts)).to(torch_dtype),
                       max_sequence_length=MAX_SEQ, output_type="np").images
         out[seed] = (images * 255).round().astype(np.uint8)
     return out
 
 
-def run_mindiesd(binary, model, prompts, seeds, steps, cfg, tmp):
+def run_mindiesd(binary, model, prompts, seeds, steps, cfg, dtype, tmp):
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -120,7 +122,7 @@ def run_mindiesd(binary, model, prompts, seeds, steps, cfg, tmp):
         save_file({"latents": noise(seed, len(prompts))}, lat)
         cmd = [binary, "generate", "--model", model, "--size", f"{SIZE}x{SIZE}", "--steps",
                str(steps), "--negative-prompt", "", "--true-cfg", str(cfg),
-               "--max-sequence-length", str(MAX_SEQ), "--latents", lat, "--quiet",
+               "--max-sequence-length", str(MAX_SEQ), "--latents", lat, "--quiet", "--dtype", dtype,
                "--out", os.path.join(tmp, f"m{seed}.png")]
         for p in prompts:
             cmd += ["--prompt", p]
@@ -142,6 +144,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--true-cfg", type=float, default=4.0)
     ap.add_argument("--engines", default="diffusers,mindiesd")
+    ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16",
+                    help="both engines compute in it (the model is stored in bf16)")
     ap.add_argument("--save", default="", help="write the images as PNG grids here")
     args = ap.parse_args()
     cases = test_set()
@@ -152,10 +156,11 @@ def main():
         for engine in args.engines.split(","):
             t0 = time.time()
             if engine == "diffusers":
-                images[engine] = run_diffusers(args.model, prompts, seeds, args.steps, args.true_cfg)
+                images[engine] = run_diffusers(args.model, prompts, seeds, args.steps, args.true_cfg,
+                                               args.dtype)
             else:
                 images[engine] = run_mindiesd(args.mindiesd, args.model, prompts, seeds,
-                                              args.steps, args.true_cfg, tmp)
+                                              args.steps, args.true_cfg, args.dtype, tmp)
             secs = time.time() - t0
             rows = [score(images[engine][s][i], cases[i][1]) for s in seeds
                     for i in range(len(cases))]

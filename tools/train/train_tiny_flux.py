@@ -287,6 +287,16 @@ def plot_losses(losses, path):
     img.save(path)
 
 
+def write_generation_defaults(out):
+    """The settings the model was trained for, read by `mindiesd generate` (diffusers ignores
+    the file): its image size, T5 length, and true CFG against the empty caption it learned
+    (10% of training captions were dropped)."""
+    json.dump({"_comment": "mindiesd generate's defaults for this model (flags override them)",
+               "height": SIZE, "width": SIZE, "num_inference_steps": 20,
+               "max_sequence_length": MAX_SEQ, "true_cfg_scale": 4.0, "negative_prompt": ""},
+              open(os.path.join(out, "mindiesd_defaults.json"), "w"), indent=2)
+
+
 def export(out, work, vae, shift, scale, model, clip, t5, losses):
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTokenizer, T5Tokenizer
@@ -306,6 +316,7 @@ def export(out, work, vae, shift, scale, model, clip, t5, losses):
             shutil.copy(os.path.join(work, sub, f), os.path.join(out, sub, f))
     json.dump(losses, open(os.path.join(work, "loss.json"), "w"))
     plot_losses(losses, os.path.join(out, "loss.png"))
+    write_generation_defaults(out)
     FluxPipeline.from_pretrained(out, torch_dtype=torch.bfloat16)  # loads back unchanged
     log("exported", out)
 
