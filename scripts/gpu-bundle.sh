@@ -19,6 +19,11 @@ files=($B/CTestTestfile.cmake $B/tests/CTestTestfile.cmake $B/tests/mindiesd_tes
 for f in "${files[@]}"; do
   [ -f "$f" ] && { mkdir -p ".gpu/stage/$(dirname "$f")"; cp "$f" ".gpu/stage/$f"; }
 done
+# What the executables were built from, for the report on the GPU machine.
+{
+  echo "commit $(git rev-parse --short=12 HEAD)$([ -n "$(git status --porcelain)" ] && echo ' (with uncommitted changes)')"
+  echo "built $(date -u +%Y-%m-%dT%H:%MZ) on $(. /etc/os-release && echo "$PRETTY_NAME"), $(nvcc --version | grep -o 'release [0-9.]*')"
+} >.gpu/stage/$B/BUILD_INFO
 # Every library the executables load except glibc's, the C++ runtime and CUDA's own (the GPU
 # machine has newer ones of those).
 ldd $B/tests/mindiesd_tests $B/mindiesd | awk '/=>/ {print $3}' | sort -u |

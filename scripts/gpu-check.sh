@@ -121,6 +121,7 @@ if [ "$PREBUILT" = 1 ]; then
   BUILD_CMD="tar xJf .gpu/bundle.tar.xz"
   if tar xJf .gpu/bundle.tar.xz; then
     CONFIGURE=prebuilt BUILD_STATUS="ok (prebuilt)"
+    [ -f "$BUILD/BUILD_INFO" ] && COMMIT="$(sed -n 's/^commit //p' "$BUILD/BUILD_INFO") (prebuilt: $(sed -n 's/^built //p' "$BUILD/BUILD_INFO"))"
     export LD_LIBRARY_PATH="$PWD/.gpu-lib:$LD_LIBRARY_PATH"
     MISSING=()
   else

@@ -504,7 +504,8 @@ std::vector<int64_t> T5Tokenizer::encode(std::string_view text) const {
   return out;
 }
 
-std::vector<int64_t> T5Tokenizer::encode_padded(std::string_view text, int64_t max_length) const {
+std::vector<int64_t> T5Tokenizer::encode_padded(std::string_view text, int64_t max_length,
+                                                std::vector<int64_t>* attention_mask) const {
   MINDIESD_CHECK(max_length >= 1 && max_length <= kMaxPaddedLength, InvalidArgument,
                  "T5 tokenizer: max_length must be in [1, ", kMaxPaddedLength,
                  "] (room for </s>), got ", max_length);
@@ -512,6 +513,10 @@ std::vector<int64_t> T5Tokenizer::encode_padded(std::string_view text, int64_t m
   if (static_cast<int64_t>(ids.size()) > max_length) {
     ids.resize(static_cast<size_t>(max_length));
     ids.back() = impl_->eos;
+  }
+  if (attention_mask != nullptr) {
+    attention_mask->assign(static_cast<size_t>(max_length), 0);
+    std::fill_n(attention_mask->begin(), ids.size(), 1);
   }
   ids.resize(static_cast<size_t>(max_length), impl_->pad);
   return ids;

@@ -48,8 +48,10 @@ class T5Tokenizer {
   std::vector<int64_t> encode(std::string_view text) const;
   // The ids truncated so that max_length holds them with </s> last, padded with pad_id() to
   // exactly max_length (diffusers' padding="max_length", truncation=True). max_length 1 gives
-  // just </s>, as HF does; InvalidArgument when max_length < 1.
-  std::vector<int64_t> encode_padded(std::string_view text, int64_t max_length) const;
+  // just </s>, as HF does; InvalidArgument when max_length < 1. When `attention_mask` is given it
+  // receives HF's mask: max_length entries, 1 for the tokens and 0 for the padding.
+  std::vector<int64_t> encode_padded(std::string_view text, int64_t max_length,
+                                     std::vector<int64_t>* attention_mask = nullptr) const;
 
   int64_t pad_id() const;
   int64_t eos_id() const;

@@ -62,4 +62,20 @@ expect_fail 2 "--device: cpu, cuda or cuda:N" --model "$model" --prompt "x" --de
 if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU: asking for one is a clear runtime error
   expect_fail 1 "cuda" --model "$model" --prompt "x" --size 32x32 --device cuda
 fi
+# A folder's mindiesd_defaults.json: its settings apply without flags, flags override them, and a
+# bad file is a clear error. (A copy of the golden folder made of links, plus the file.)
+mkdir "$tmp/withdefaults"
+for f in "$model"/*; do ln -s "$f" "$tmp/withdefaults/$(basename "$f")"; done
+printf '{"height": 24, "width": 40, "num_inference_steps": 1, "max_sequence_length": 8}' \
+  >"$tmp/withdefaults/mindiesd_defaults.json"
+"$bin" generate --model "$tmp/withdefaults" --prompt "x" --out "$tmp/d.png" --quiet >/dev/null 2>&1 ||
+  fail "run with mindiesd_defaults.json failed"
+[[ "$(png_size "$tmp/d.png")" == "40x24" ]] || fail "defaults not applied: $(png_size "$tmp/d.png")"
+"$bin" generate --model "$tmp/withdefaults" --prompt "x" --size 32x32 --out "$tmp/d2.png" --quiet \
+  >/dev/null 2>&1 || fail "override run failed"
+[[ "$(png_size "$tmp/d2.png")" == "32x32" ]] || fail "--size did not override the defaults"
+printf '{"height": 24, "sizee": 3}' >"$tmp/withdefaults/mindiesd_defaults.json"
+expect_fail 1 "unknown setting 'sizee'" --model "$tmp/withdefaults" --prompt "x"
+printf '{"height": -24}' >"$tmp/withdefaults/mindiesd_defaults.json"
+expect_fail 1 "'height' must be a positive integer" --model "$tmp/withdefaults" --prompt "x"
 echo "cli generate: ok"

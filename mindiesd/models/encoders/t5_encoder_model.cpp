@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
@@ -25,6 +26,8 @@ constexpr int64_t kMaxBuckets = int64_t{1} << 16;
 std::string config_name(std::string_view source) {
   return source.empty() ? "T5Config" : str_cat(source, ": T5Config");
 }
+
+bool known_model_type(std::string_view type) { return type == "t5" || type == "umt5"; }
 
 // T5Config.__post_init__: "gated-<act>" or "<act>"; the activation is the last part and
 // "gated-gelu" means gelu_new. False for any other shape ("a-b-c", "relu-gelu").
@@ -55,12 +58,98 @@ Tensor clamp_f16(const Tensor& x) {
   return ops::clamp(x, -kMax, kMax);
 }
 
+// torch.finfo(dtype).min of the compute dtypes.
+double finfo_min(DType dtype) {
+  switch (dtype) {
+    case DType::f16:
+      return -65504.0;
+    case DType::bf16:
+      return -3.3895313892515355e38;
+    default:
+      return -static_cast<double>(std::numeric_limits<float>::max());
+  }
+}
+
+// T5Attention.compute_bias(L, L) from one relative_attention_bias table, on the CPU, in `dt`.
+Tensor relative_bias_cpu(const Tensor& table, const T5Config& c, int64_t n, DType dt) {
+  MINDIESD_CHECK(n >= 1 && n <= kMaxDim, InvalidArgument, "T5EncoderModel: sequence length ", n,
+                 " is out of range [1, ", kMaxDim, "]");
+  const int64_t rels = 2 * n - 1;
+  // The bias depends on memory - query only. per_head (H, 2L-1) holds the value of every
+  // relative position r - (L-1); row i of head h is then per_head[h, L-1-i : 2L-1-i], one copy.
+  Tensor buckets = Tensor::empty({rels}, DType::i64);
+  for (int64_t r = 0; r < rels; ++r) {
+    buckets.data<int64_t>()[r] = t5_relative_position_bucket(r - (n - 1), /*bidirectional=*/true,
+                                                             c.relative_attention_num_buckets,
+                                                             c.relative_attention_max_distance);
+  }
+  const Tensor per_head =
+      ops::index_select(table.to(Device::cpu()), 0, buckets).transpose(0, 1).to(dt).contiguous();
+  Tensor bias = Tensor::empty({1, c.num_heads, n, n}, dt);
+  const int64_t es = dtype_bits(dt) / 8;
+  const auto* src = static_cast<const char*>(per_head.data_ptr());
+  auto* dst = static_cast<char*>(bias.data_ptr());
+  for (int64_t h = 0; h < c.num_heads; ++h)
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(dst + (h * n + i) * n * es, src + (h * rels + n - 1 - i) * es,
+                  static_cast<size_t>(n * es));
+  return bias;
+}
+
+// transformers' 2-d attention_mask (B, L) as keep flags (nonzero = attend, as .bool() reads it),
+// or nothing when the mask is undefined or hides no key (create_bidirectional_mask then gives
+// no mask at all).
+std::vector<uint8_t> mask_keep_flags(const Tensor& mask, int64_t batch, int64_t len,
+                                     std::string_view who) {
+  if (!mask.defined()) return {};
+  MINDIESD_CHECK(mask.dim() == 2 && mask.size(0) == batch && mask.size(1) == len, InvalidArgument,
+                 who, ": attention_mask ", mask.shape().str(), " does not match input_ids (", batch,
+                 ", ", len, ")");
+  const Tensor host = mask.to(Device::cpu()).to(DType::f32).contiguous();
+  const float* p = host.data<float>();
+  std::vector<uint8_t> keep(static_cast<size_t>(batch * len));
+  bool hides = false;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    keep[i] = p[i] != 0.0f;  // NaN counts as nonzero, as in PyTorch
+    hides |= keep[i] == 0;
+  }
+  if (!hides) keep.clear();
+  return keep;
+}
+
+// sdpa_attention_forward's create_position_bias_mask: the (1, H, L, L) bias broadcast to
+// (B, H, L, L) with the keys row b hides set to `lowest` (torch.where(mask, bias, min)).
+Tensor hide_keys(const Tensor& bias, const std::vector<uint8_t>& keep, int64_t batch,
+                 double lowest) {
+  const int64_t heads = bias.size(1), n = bias.size(2);
+  const DType dt = bias.dtype();
+  const int64_t es = dtype_bits(dt) / 8;
+  const Tensor low = ops::full({1}, lowest, dt);
+  const auto* lo = static_cast<const char*>(low.data_ptr());
+  Tensor out = Tensor::empty({batch, heads, n, n}, dt);
+  const auto* src = static_cast<const char*>(bias.data_ptr());
+  auto* dst = static_cast<char*>(out.data_ptr());
+  const auto row_bytes = static_cast<size_t>(n * es);
+  for (int64_t b = 0; b < batch; ++b) {
+    const uint8_t* k = keep.data() + b * n;
+    for (int64_t r = 0; r < heads * n; ++r) {
+      char* d = dst + (b * heads * n + r) * n * es;
+      std::memcpy(d, src + r * n * es, row_bytes);
+      for (int64_t j = 0; j < n; ++j)
+        if (!k[j]) std::memcpy(d + j * es, lo, static_cast<size_t>(es));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---- T5Config ----
 
 void T5Config::validate(std::string_view source) const {
   const std::string who = config_name(source);
+  MINDIESD_CHECK(known_model_type(model_type), InvalidArgument, who, ": field 'model_type' = '",
+                 model_type, "' is not \"t5\" or \"umt5\"");
   auto dim = [&](std::string_view f, int64_t v, int64_t lo, int64_t hi) {
     MINDIESD_CHECK(v >= lo && v <= hi, InvalidArgument, who, ": field '", f, "' = ", v,
                    " is out of range [", lo, ", ", hi, "]");
@@ -93,17 +182,30 @@ void T5Config::validate(std::string_view source) const {
                  ": field 'is_decoder' is true; T5EncoderModel is the encoder stack");
 }
 
-T5Config T5Config::read(io::ConfigReader& r) {
-  mark_transformers_config_keys(r);
-  for (const char* k : {"num_decoder_layers", "pad_token_id", "eos_token_id", "n_positions",
-                        "scale_decoder_outputs"})
-    r.mark_used(k);
-  if (r.has("model_type")) {
-    const auto type = r.nullable<std::string>("model_type");
-    r.check(!type || *type == "t5", "model_type",
-            str_cat("expected \"t5\", got \"", type.value_or(""), "\""));
-  }
+T5Config T5Config::umt5() {
   T5Config c;
+  c.model_type = "umt5";
+  c.vocab_size = 250112;
+  c.d_ff = 1024;
+  c.num_layers = 8;
+  c.num_heads = 6;
+  c.feed_forward_proj = "gated-gelu";
+  c.dense_act_fn = "gelu_new";
+  c.is_gated_act = true;
+  return c;
+}
+
+T5Config T5Config::read(io::ConfigReader& r, std::string_view default_model_type) {
+  mark_transformers_config_keys(r);
+  // scalable_attention: google/umt5-xxl's config carries it; transformers ignores it.
+  for (const char* k : {"num_decoder_layers", "pad_token_id", "eos_token_id", "n_positions",
+                        "scale_decoder_outputs", "scalable_attention"})
+    r.mark_used(k);
+  std::string type(default_model_type);
+  if (r.has("model_type")) type = r.nullable<std::string>("model_type").value_or(type);
+  r.check(known_model_type(type), "model_type",
+          str_cat("expected \"t5\" or \"umt5\", got \"", type, "\""));
+  T5Config c = type == "umt5" ? umt5() : T5Config();
   c.vocab_size = r.optional("vocab_size", c.vocab_size);
   c.d_model = r.optional("d_model", c.d_model);
   c.d_kv = r.optional("d_kv", c.d_kv);
@@ -155,11 +257,16 @@ int64_t t5_relative_position_bucket(int64_t relative_position, bool bidirectiona
 // ---- T5EncoderModel ----
 
 T5EncoderModel T5EncoderModel::load(const io::Component& component, DType dtype) {
-  MINDIESD_CHECK(component.class_name.empty() || component.class_name == "T5EncoderModel",
-                 InvalidArgument, "T5EncoderModel: component '", component.name, "' is a ",
-                 component.class_name);
+  const std::string& cls = component.class_name;
+  MINDIESD_CHECK(cls.empty() || cls == "T5EncoderModel" || cls == "UMT5EncoderModel",
+                 InvalidArgument, "T5EncoderModel: component '", component.name, "' is a ", cls,
+                 ", not a T5EncoderModel or UMT5EncoderModel");
+  const std::string_view class_type = cls == "UMT5EncoderModel" ? "umt5" : "t5";
   io::ConfigReader reader = component.config_reader();
-  T5Config config = T5Config::read(reader);
+  T5Config config = T5Config::read(reader, class_type);
+  MINDIESD_CHECK(cls.empty() || config.model_type == class_type, InvalidArgument,
+                 "T5EncoderModel: component '", component.name, "' is a ", cls,
+                 " but its config has model_type \"", config.model_type, "\"");
   return from_weights(std::move(config), component.open_weights(), dtype);
 }
 
@@ -203,9 +310,9 @@ T5EncoderModel T5EncoderModel::from_weights(T5Config c, io::WeightStore weights,
     l.k = bw.take(a + "SelfAttention.k.weight", {inner, d});
     l.v = bw.take(a + "SelfAttention.v.weight", {inner, d});
     l.o = bw.take(a + "SelfAttention.o.weight", {d, inner});
-    if (i == 0) {
-      m.relative_attention_bias_ = bw.take(a + "SelfAttention.relative_attention_bias.weight",
-                                           {c.relative_attention_num_buckets, c.num_heads});
+    if (i == 0 || c.per_layer_bias()) {
+      l.relative_attention_bias = bw.take(a + "SelfAttention.relative_attention_bias.weight",
+                                          {c.relative_attention_num_buckets, c.num_heads});
     }
     l.ln_ff = bw.take(f + "layer_norm.weight", {d});
     if (c.is_gated_act) {
@@ -221,51 +328,41 @@ T5EncoderModel T5EncoderModel::from_weights(T5Config c, io::WeightStore weights,
   return m;
 }
 
-Tensor T5EncoderModel::position_bias(int64_t seq_len, std::optional<DType> dtype) const {
-  MINDIESD_CHECK(seq_len >= 1 && seq_len <= kMaxDim, InvalidArgument,
-                 "T5EncoderModel: sequence length ", seq_len, " is out of range [1, ", kMaxDim,
-                 "]");
-  const T5Config& c = config_;
-  const int64_t n = seq_len, rels = 2 * n - 1;
-  // The bias depends on memory - query only. per_head (H, 2L-1) holds the value of every
-  // relative position r - (L-1); row i of head h is then per_head[h, L-1-i : 2L-1-i], one copy.
-  Tensor buckets = Tensor::empty({rels}, DType::i64);
-  for (int64_t r = 0; r < rels; ++r) {
-    buckets.data<int64_t>()[r] = t5_relative_position_bucket(r - (n - 1), /*bidirectional=*/true,
-                                                             c.relative_attention_num_buckets,
-                                                             c.relative_attention_max_distance);
-  }
-  const DType dt = dtype.value_or(relative_attention_bias_.dtype());
-  const Tensor per_head = ops::index_select(relative_attention_bias_.to(Device::cpu()), 0, buckets)
-                              .transpose(0, 1)
-                              .to(dt)
-                              .contiguous();
-  Tensor bias = Tensor::empty({1, c.num_heads, n, n}, dt);
-  const int64_t es = dtype_bits(dt) / 8;
-  const auto* src = static_cast<const char*>(per_head.data_ptr());
-  auto* dst = static_cast<char*>(bias.data_ptr());
-  for (int64_t h = 0; h < c.num_heads; ++h)
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(dst + (h * n + i) * n * es, src + (h * rels + n - 1 - i) * es,
-                  static_cast<size_t>(n * es));
-  return bias.to(relative_attention_bias_.device());
+Tensor T5EncoderModel::position_bias(int64_t seq_len, std::optional<DType> dtype,
+                                     int64_t layer) const {
+  MINDIESD_CHECK(layer >= 0 && layer < config_.num_layers, InvalidArgument,
+                 "T5EncoderModel: layer ", layer, " is out of range [0, ", config_.num_layers, ")");
+  const Tensor& table =
+      layers_[static_cast<size_t>(config_.per_layer_bias() ? layer : 0)].relative_attention_bias;
+  return relative_bias_cpu(table, config_, seq_len, dtype.value_or(table.dtype()))
+      .to(table.device());
 }
 
-Tensor T5EncoderModel::forward(const Tensor& input_ids) const {
+Tensor T5EncoderModel::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
   const T5Config& c = config_;
-  const std::vector<int64_t> ids = checked_input_ids(input_ids, c.vocab_size, "T5EncoderModel");
+  const char* who = c.per_layer_bias() ? "UMT5EncoderModel" : "T5EncoderModel";
+  const std::vector<int64_t> ids = checked_input_ids(input_ids, c.vocab_size, who);
   const int64_t b = input_ids.size(0), len = input_ids.size(1), d = c.d_model;
   const int64_t heads = c.num_heads, inner = heads * c.d_kv;
   const auto eps = static_cast<float>(c.layer_norm_epsilon);
 
   const Tensor flat_ids = Tensor::from_blob(const_cast<int64_t*>(ids.data()), {b * len}, DType::i64,
                                             Device::cpu(), nullptr);
+  const std::vector<uint8_t> keep = mask_keep_flags(attention_mask, b, len, who);
   Tensor x = ops::index_select(embedding_, 0, flat_ids).view({b, len, d});
   // The attention kernel reads an f32 mask faster than a bf16 / f16 one, and adds it in f32
   // either way (as PyTorch's SDPA does), so the table's values go in exactly, as f32, unless
-  // that would take more than 512 MiB.
-  const bool f32_bias = heads * len * len <= (int64_t{128} << 20);
-  const Tensor bias = position_bias(len, f32_bias ? std::optional(DType::f32) : std::nullopt);
+  // that would take more than 512 MiB. With a mask that hides keys, each batch row has its own.
+  const Tensor& table0 = layers_[0].relative_attention_bias;
+  const int64_t bias_rows = keep.empty() ? 1 : b;
+  const DType bias_dt =
+      bias_rows * heads * len * len <= (int64_t{128} << 20) ? DType::f32 : table0.dtype();
+  auto bias_of = [&](size_t layer) {
+    Tensor t = relative_bias_cpu(layers_[layer].relative_attention_bias, c, len, bias_dt);
+    if (!keep.empty()) t = hide_keys(t, keep, b, finfo_min(dtype_));
+    return t.to(table0.device());
+  };
+  Tensor bias = bias_of(0);
 
   // residual + delta, then the T5LayerNorm of the next sublayer, in one pass where the stream is
   // not f16 (the f16 clamp sits between the two).
@@ -284,6 +381,7 @@ Tensor T5EncoderModel::forward(const Tensor& input_ids) const {
   attn.scale = 1.0f;  // T5 folds the scale into its initialisation
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
+    if (i > 0 && c.per_layer_bias()) bias = bias_of(i);
     const Shape heads_shape{b, len, heads, c.d_kv};
     const Tensor q = layer::linear(normed, l.q).view(heads_shape);
     const Tensor k = layer::linear(normed, l.k).view(heads_shape);
@@ -304,6 +402,31 @@ Tensor T5EncoderModel::forward(const Tensor& input_ids) const {
     normed = std::move(r.normed);
   }
   return normed;  // final_layer_norm(x)
+}
+
+Tensor umt5_prompt_embeds(const T5EncoderModel& model, const Tensor& input_ids,
+                          const Tensor& attention_mask, int64_t max_sequence_length) {
+  MINDIESD_CHECK(attention_mask.defined(), InvalidArgument,
+                 "umt5_prompt_embeds: attention_mask is required (it gives each prompt's length)");
+  MINDIESD_CHECK(max_sequence_length >= 1 && max_sequence_length <= kMaxDim, InvalidArgument,
+                 "umt5_prompt_embeds: max_sequence_length ", max_sequence_length,
+                 " is out of range [1, ", kMaxDim, "]");
+  const Tensor hidden = model.forward(input_ids, attention_mask);  // checks both shapes
+  const int64_t b = hidden.size(0), len = hidden.size(1);
+  // seq_lens = mask.gt(0).sum(dim=1)
+  const Tensor mask = attention_mask.to(Device::cpu()).to(DType::f32).contiguous();
+  std::vector<int64_t> lens(static_cast<size_t>(b), 0);
+  for (int64_t r = 0; r < b; ++r)
+    for (int64_t j = 0; j < len; ++j) lens[r] += mask.data<float>()[r * len + j] > 0.0f;
+  Tensor out = ops::full({b, max_sequence_length, model.config().d_model}, 0.0, hidden.dtype())
+                   .to(hidden.device());
+  for (int64_t r = 0; r < b; ++r) {
+    const int64_t n = lens[static_cast<size_t>(r)];
+    MINDIESD_CHECK(n <= max_sequence_length, InvalidArgument, "umt5_prompt_embeds: prompt ", r,
+                   " has ", n, " tokens, more than max_sequence_length ", max_sequence_length);
+    if (n > 0) out.select(0, r).narrow(0, 0, n).copy_(hidden.select(0, r).narrow(0, 0, n));
+  }
+  return out;
 }
 
 }  // namespace mindiesd::models
