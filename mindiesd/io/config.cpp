@@ -390,4 +390,67 @@ FlowMatchEulerDiscreteSchedulerConfig FlowMatchEulerDiscreteSchedulerConfig::rea
   return c;
 }
 
+UniPCMultistepSchedulerConfig UniPCMultistepSchedulerConfig::read(ConfigReader& r) {
+  r.expect_class(kClassName);
+  UniPCMultistepSchedulerConfig c;
+  c.num_train_timesteps = r.optional("num_train_timesteps", c.num_train_timesteps);
+  c.beta_start = r.optional("beta_start", c.beta_start);
+  c.beta_end = r.optional("beta_end", c.beta_end);
+  c.beta_schedule = r.optional("beta_schedule", c.beta_schedule);
+  c.has_trained_betas = r.has("trained_betas") && !r.json().at("trained_betas").is_null();
+  r.mark_used("trained_betas");
+  c.solver_order = r.optional("solver_order", c.solver_order);
+  c.prediction_type = r.optional("prediction_type", c.prediction_type);
+  c.thresholding = r.optional("thresholding", c.thresholding);
+  c.dynamic_thresholding_ratio = r.optional("dynamic_thresholding_ratio", c.dynamic_thresholding_ratio);
+  c.sample_max_value = r.optional("sample_max_value", c.sample_max_value);
+  c.predict_x0 = r.optional("predict_x0", c.predict_x0);
+  c.solver_type = r.optional("solver_type", c.solver_type);
+  c.lower_order_final = r.optional("lower_order_final", c.lower_order_final);
+  c.disable_corrector = r.optional("disable_corrector", c.disable_corrector);
+  c.has_solver_p = r.has("solver_p") && !r.json().at("solver_p").is_null();
+  r.mark_used("solver_p");
+  c.use_karras_sigmas = r.optional("use_karras_sigmas", c.use_karras_sigmas);
+  c.use_exponential_sigmas = r.optional("use_exponential_sigmas", c.use_exponential_sigmas);
+  c.use_beta_sigmas = r.optional("use_beta_sigmas", c.use_beta_sigmas);
+  c.use_flow_sigmas = r.optional("use_flow_sigmas", c.use_flow_sigmas);
+  c.flow_shift = r.optional("flow_shift", c.flow_shift);
+  c.timestep_spacing = r.optional("timestep_spacing", c.timestep_spacing);
+  c.steps_offset = r.optional("steps_offset", c.steps_offset);
+  c.final_sigmas_type = r.optional("final_sigmas_type", c.final_sigmas_type);
+  c.rescale_betas_zero_snr = r.optional("rescale_betas_zero_snr", c.rescale_betas_zero_snr);
+  c.use_dynamic_shifting = r.optional("use_dynamic_shifting", c.use_dynamic_shifting);
+  c.time_shift_type = r.optional("time_shift_type", c.time_shift_type);
+  c.shift_terminal = r.nullable<double>("shift_terminal", c.shift_terminal);
+  for (const char* unused : {"sigma_min", "sigma_max"}) r.mark_used(unused);  // unused by diffusers
+
+  positive(r, "num_train_timesteps", c.num_train_timesteps);
+  r.check(c.solver_order >= 1 && c.solver_order <= 3, "solver_order",
+          str_cat("must be 1, 2 or 3, got ", c.solver_order));
+  r.check(c.flow_shift > 0.0, "flow_shift", str_cat("must be positive, got ", c.flow_shift));
+  r.check(int{c.use_karras_sigmas} + int{c.use_exponential_sigmas} + int{c.use_beta_sigmas} <= 1,
+          "use_karras_sigmas",
+          "only one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas can be true");
+  if (c.solver_type == "midpoint" || c.solver_type == "heun" || c.solver_type == "logrho")
+    c.solver_type = "bh2";  // as diffusers' register_to_config(solver_type="bh2")
+  r.check(c.solver_type == "bh1" || c.solver_type == "bh2", "solver_type",
+          str_cat("must be \"bh1\" or \"bh2\", got \"", c.solver_type, "\""));
+  r.check(c.final_sigmas_type == "zero" || c.final_sigmas_type == "sigma_min", "final_sigmas_type",
+          str_cat("must be \"zero\" or \"sigma_min\", got \"", c.final_sigmas_type, "\""));
+  r.check(c.timestep_spacing == "linspace" || c.timestep_spacing == "leading" ||
+              c.timestep_spacing == "trailing",
+          "timestep_spacing",
+          str_cat("must be linspace, leading or trailing, got \"", c.timestep_spacing, "\""));
+  r.check(c.prediction_type == "epsilon" || c.prediction_type == "sample" ||
+              c.prediction_type == "v_prediction" || c.prediction_type == "flow_prediction",
+          "prediction_type", str_cat("unknown prediction_type \"", c.prediction_type, "\""));
+  r.check(c.time_shift_type == "exponential" || c.time_shift_type == "linear", "time_shift_type",
+          str_cat("must be \"exponential\" or \"linear\", got \"", c.time_shift_type, "\""));
+  r.check(!c.shift_terminal || c.use_flow_sigmas, "shift_terminal",
+          "is only supported when use_flow_sigmas is true");
+  if (c.shift_terminal)
+    r.check(*c.shift_terminal < 1.0, "shift_terminal", str_cat("must be < 1, got ", *c.shift_terminal));
+  return c;
+}
+
 }  // namespace mindiesd::io

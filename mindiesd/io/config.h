@@ -187,4 +187,44 @@ struct FlowMatchEulerDiscreteSchedulerConfig {
   static FlowMatchEulerDiscreteSchedulerConfig read(ConfigReader& reader);
 };
 
+// diffusers UniPCMultistepScheduler's config.json (Wan2.1's scheduler). Every field diffusers
+// defines is read; schedules other than flow sigmas, solver_p and thresholding are refused by
+// the scheduler, not here.
+struct UniPCMultistepSchedulerConfig {
+  static constexpr const char* kClassName = "UniPCMultistepScheduler";
+
+  int64_t num_train_timesteps = 1000;
+  double beta_start = 0.0001;
+  double beta_end = 0.02;
+  std::string beta_schedule = "linear";
+  bool has_trained_betas = false;  // trained_betas given (not null)
+  int64_t solver_order = 2;
+  std::string prediction_type = "epsilon";
+  bool thresholding = false;
+  double dynamic_thresholding_ratio = 0.995;
+  double sample_max_value = 1.0;
+  bool predict_x0 = true;
+  std::string solver_type = "bh2";  // "bh1" or "bh2" ("midpoint", "heun", "logrho" mean bh2)
+  bool lower_order_final = true;
+  std::vector<int64_t> disable_corrector;
+  bool has_solver_p = false;
+  bool use_karras_sigmas = false;
+  bool use_exponential_sigmas = false;
+  bool use_beta_sigmas = false;
+  bool use_flow_sigmas = false;
+  double flow_shift = 1.0;
+  std::string timestep_spacing = "linspace";
+  int64_t steps_offset = 0;
+  std::string final_sigmas_type = "zero";  // "zero" or "sigma_min"
+  bool rescale_betas_zero_snr = false;
+  bool use_dynamic_shifting = false;
+  std::string time_shift_type = "exponential";
+  std::optional<double> shift_terminal;
+
+  // Validates what diffusers validates (one of karras/exponential/beta sigmas at most, known
+  // solver_type, final_sigmas_type, timestep_spacing, prediction_type; shift_terminal only with
+  // flow sigmas) plus positive num_train_timesteps and flow_shift and 1 <= solver_order <= 3.
+  static UniPCMultistepSchedulerConfig read(ConfigReader& reader);
+};
+
 }  // namespace mindiesd::io

@@ -7,7 +7,8 @@
 // Bounds: f32 max |diff| <= 1e-5 with cosine >= 0.9999999; bf16 max |diff| <= 0.0625 with cosine
 // >= 0.9999 (the same bound and reason as the T5 / CLIP tests: values reach |4| where a bf16 ulp
 // is up to 0.031); f16 max |diff| <= 0.01 with cosine >= 0.99999. The position bias of every
-// block is exact. Measured figures are in the report of the change that added this file.
+// block is exact. Measured (x86-64 AVX-512, oneDNN): f32 <= 2.7e-6; bf16 <= 0.055 with cosine
+// >= 0.99996; f16 0.0049 with cosine 0.9999997; the tokenizer's ids and masks are equal.
 #include <gtest/gtest.h>
 
 #include <fstream>

@@ -411,19 +411,25 @@ Tensor umt5_prompt_embeds(const T5EncoderModel& model, const Tensor& input_ids,
   MINDIESD_CHECK(max_sequence_length >= 1 && max_sequence_length <= kMaxDim, InvalidArgument,
                  "umt5_prompt_embeds: max_sequence_length ", max_sequence_length,
                  " is out of range [1, ", kMaxDim, "]");
-  const Tensor hidden = model.forward(input_ids, attention_mask);  // checks both shapes
-  const int64_t b = hidden.size(0), len = hidden.size(1);
-  // seq_lens = mask.gt(0).sum(dim=1)
-  const Tensor mask = attention_mask.to(Device::cpu()).to(DType::f32).contiguous();
-  std::vector<int64_t> lens(static_cast<size_t>(b), 0);
-  for (int64_t r = 0; r < b; ++r)
-    for (int64_t j = 0; j < len; ++j) lens[r] += mask.data<float>()[r * len + j] > 0.0f;
+  // seq_lens = mask.gt(0).sum(dim=1), checked before the encoder runs (forward checks shapes).
+  std::vector<int64_t> lens;
+  if (attention_mask.dim() == 2) {
+    const Tensor mask = attention_mask.to(Device::cpu()).to(DType::f32).contiguous();
+    const int64_t rows = mask.size(0), width = mask.size(1);
+    lens.assign(static_cast<size_t>(rows), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t& n = lens[static_cast<size_t>(r)];
+      for (int64_t j = 0; j < width; ++j) n += mask.data<float>()[r * width + j] > 0.0f;
+      MINDIESD_CHECK(n <= max_sequence_length, InvalidArgument, "umt5_prompt_embeds: prompt ", r,
+                     " has ", n, " tokens, more than max_sequence_length ", max_sequence_length);
+    }
+  }
+  const Tensor hidden = model.forward(input_ids, attention_mask);
+  const int64_t b = hidden.size(0);
   Tensor out = ops::full({b, max_sequence_length, model.config().d_model}, 0.0, hidden.dtype())
                    .to(hidden.device());
   for (int64_t r = 0; r < b; ++r) {
     const int64_t n = lens[static_cast<size_t>(r)];
-    MINDIESD_CHECK(n <= max_sequence_length, InvalidArgument, "umt5_prompt_embeds: prompt ", r,
-                   " has ", n, " tokens, more than max_sequence_length ", max_sequence_length);
     if (n > 0) out.select(0, r).narrow(0, 0, n).copy_(hidden.select(0, r).narrow(0, 0, n));
   }
   return out;
