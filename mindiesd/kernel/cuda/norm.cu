@@ -256,24 +256,42 @@ __device__ __forceinline__ float inv_std(float var, float eps) {
   return 1.0f / sqrtf(fmaxf(var, 0.0f) + eps);
 }
 
+// The row a thread works on: a group of G threads per row on the warp path (several rows per
+// block), the whole block per row otherwise; `active` is false past the last row (such threads
+// still join the shuffles), and off[] holds each operand's element offset of the row.
+template <RowPath kPath, typename Index>
+struct RowThread {
+  int G, t;
+  int64_t row;
+  bool active;
+  int64_t off[kRowSlots] = {};
+
+  __device__ __forceinline__ RowThread(const RowNormArgs& a, const OffsetCalc<kRowSlots, Index>& rows) {
+    constexpr bool kWarp = kPath == RowPath::warp;
+    G = kWarp ? a.group : static_cast<int>(blockDim.x);
+    t = kWarp ? static_cast<int>(threadIdx.x) & (G - 1) : static_cast<int>(threadIdx.x);
+    row = kWarp ? static_cast<int64_t>(blockIdx.x) * (kWarpPathThreads / G) +
+                      static_cast<int64_t>(threadIdx.x) / G
+                : static_cast<int64_t>(blockIdx.x);
+    active = row < a.rows;
+    if (active) {
+      Index o[kRowSlots];
+      rows.get(static_cast<Index>(row), o);
+#pragma unroll
+      for (int k = 0; k < kRowSlots; ++k) off[k] = static_cast<int64_t>(o[k]);
+    }
+  }
+};
+
 template <RowPath kPath, typename Index>
 __global__ void __launch_bounds__(kPath == RowPath::warp ? kWarpPathThreads : kMaxRowThreads)
     row_norm_kernel(const RowNormArgs a, const OffsetCalc<kRowSlots, Index> rows) {
   __shared__ float2 red[kMaxRowThreads / 32];
-  constexpr bool kWarp = kPath == RowPath::warp;
-  const int G = kWarp ? a.group : static_cast<int>(blockDim.x);
-  const int t = kWarp ? static_cast<int>(threadIdx.x) & (G - 1) : static_cast<int>(threadIdx.x);
-  const int64_t row = kWarp ? static_cast<int64_t>(blockIdx.x) * (kWarpPathThreads / G) +
-                                  static_cast<int64_t>(threadIdx.x) / G
-                            : static_cast<int64_t>(blockIdx.x);
-  const bool active = row < a.rows;  // inactive threads still join the shuffles
-  int64_t off[kRowSlots] = {};
-  if (active) {
-    Index o[kRowSlots];
-    rows.get(static_cast<Index>(row), o);
-#pragma unroll
-    for (int k = 0; k < kRowSlots; ++k) off[k] = static_cast<int64_t>(o[k]);
-  }
+  const RowThread<kPath, Index> rt(a, rows);
+  const int G = rt.G, t = rt.t;
+  const int64_t row = rt.row;
+  const bool active = rt.active;  // inactive threads still join the shuffles
+  const int64_t(&off)[kRowSlots] = rt.off;
   const float inv_n = 1.0f / static_cast<float>(a.C);
   // n elements of chunk ch (0 past the row, and for inactive threads).
   auto chunk_len = [&](int64_t ch) -> int {
@@ -375,20 +393,11 @@ __global__ void __launch_bounds__(kPath == RowPath::warp ? kWarpPathThreads : kM
   using T = typename Traits<D>::T;
   using Tr = Traits<D>;
   __shared__ float2 red[kMaxRowThreads / 32];
-  constexpr bool kWarp = kPath == RowPath::warp;
-  const int G = kWarp ? a.group : static_cast<int>(blockDim.x);
-  const int t = kWarp ? static_cast<int>(threadIdx.x) & (G - 1) : static_cast<int>(threadIdx.x);
-  const int64_t row = kWarp ? static_cast<int64_t>(blockIdx.x) * (kWarpPathThreads / G) +
-                                  static_cast<int64_t>(threadIdx.x) / G
-                            : static_cast<int64_t>(blockIdx.x);
-  const bool active = row < a.rows;
-  int64_t off[kRowSlots] = {};
-  if (active) {
-    Index o[kRowSlots];
-    rows.get(static_cast<Index>(row), o);
-#pragma unroll
-    for (int k = 0; k < kRowSlots; ++k) off[k] = static_cast<int64_t>(o[k]);
-  }
+  const RowThread<kPath, Index> rt(a, rows);
+  const int G = rt.G, t = rt.t;
+  const int64_t row = rt.row;
+  const bool active = rt.active;  // inactive threads still join the shuffles
+  const int64_t(&off)[kRowSlots] = rt.off;
   auto at = [&](int slot, int64_t row_off, int64_t c0) {
     return reinterpret_cast<Chunk<T>*>(static_cast<T*>(a.op[slot].p) + row_off + c0);
   };
