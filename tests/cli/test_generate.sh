@@ -27,6 +27,14 @@ grep -q "wrote $tmp/one.png" "$tmp/stdout" || fail "no 'wrote' line: $(cat "$tmp
 grep -q "denoising" "$tmp/stderr" || fail "no progress bar"
 grep -q "peak memory" "$tmp/stderr" || fail "no summary"
 
+# The README's main command: no --model, the embedded shape model with its own defaults (64x64).
+if [[ -d "$2/models/tiny-flux-shapes" ]]; then
+  "$bin" generate --prompt "a large yellow star in the centre on a purple background" \
+    --out "$tmp/default.png" >"$tmp/stdout" 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "default model run failed"; }
+  [[ "$(png_size "$tmp/default.png")" == "64x64" ]] || fail "default.png is $(png_size "$tmp/default.png")"
+  grep -q "wrote $tmp/default.png" "$tmp/stdout" || fail "no 'wrote' line for the default model"
+fi
+
 # Same seed, same bytes; a batch writes numbered files.
 "$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 2 \
   --size 40x24 --seed 7 --dtype f32 --max-sequence-length 16 --out "$tmp/again.png" --quiet \
