@@ -11,6 +11,8 @@ PKGS=(
   libpng-dev zlib1g-dev  # PNG in and out
   libsentencepiece-dev   # T5/UMT5 tokenizers (spiece.model)
   libicu-dev             # Unicode normalisation and categories for the CLIP tokenizer
+  libavcodec-dev libavformat-dev libswscale-dev libavutil-dev  # MP4 / GIF video output
+  ffmpeg                 # ffprobe: the video writer's tests check what they wrote
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
   python3
