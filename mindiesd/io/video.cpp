@@ -147,13 +147,8 @@ template <typename Setup, typename Fill>
 void mux(const fs::path& path, const char* format, const AVCodec* encoder, const Tensor& u8,
          FrameRate fps, AVDictionary* codec_opts, AVDictionary* mux_opts, Setup&& setup,
          Fill&& fill) {
-  quiet_libav();
-  const std::string who = path.string();
-  const int frames = static_cast<int>(u8.size(0));
-  const int height = static_cast<int>(u8.size(1));
-  const int width = static_cast<int>(u8.size(2));
-  TempFile tmp(path);
-  Muxer m;
+  // The option dictionaries are ours from here on: freed on every path, thrown errors included
+  // (TempFile throws for a missing folder before anything else is set up).
   struct DictGuard {
     AVDictionary** a;
     AVDictionary** b;
@@ -162,6 +157,13 @@ void mux(const fs::path& path, const char* format, const AVCodec* encoder, const
       av_dict_free(b);
     }
   } dicts{&codec_opts, &mux_opts};
+  quiet_libav();
+  const std::string who = path.string();
+  const int frames = static_cast<int>(u8.size(0));
+  const int height = static_cast<int>(u8.size(1));
+  const int width = static_cast<int>(u8.size(2));
+  TempFile tmp(path);
+  Muxer m;
 
   int rc = avformat_alloc_output_context2(&m.fmt, nullptr, format, tmp.tmp().c_str());
   MINDIESD_CHECK(rc >= 0 && m.fmt != nullptr, Internal, who, ": no ", format,
