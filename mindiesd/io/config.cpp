@@ -186,6 +186,7 @@ std::optional<T> ConfigReader::nullable(std::string_view key, std::optional<T> f
   X(int64_t)                     \
   X(double)                      \
   X(std::string)                 \
+  X(std::vector<bool>)           \
   X(std::vector<int>)            \
   X(std::vector<int64_t>)        \
   X(std::vector<double>)         \
@@ -272,6 +273,55 @@ AutoencoderKLConfig AutoencoderKLConfig::read(ConfigReader& r) {
               str_cat("has ", v->size(), " entries but latent_channels is ", c.latent_channels));
     }
   }
+  return c;
+}
+
+AutoencoderKLWanConfig AutoencoderKLWanConfig::read(ConfigReader& r) {
+  r.expect_class(kClassName);
+  AutoencoderKLWanConfig c;
+  c.base_dim = r.optional("base_dim", c.base_dim);
+  c.decoder_base_dim = r.nullable<int64_t>("decoder_base_dim").value_or(c.base_dim);
+  c.z_dim = r.optional("z_dim", c.z_dim);
+  c.dim_mult = r.optional("dim_mult", c.dim_mult);
+  c.num_res_blocks = r.optional("num_res_blocks", c.num_res_blocks);
+  c.attn_scales = r.optional("attn_scales", c.attn_scales);
+  c.temperal_downsample = r.optional("temperal_downsample", c.temperal_downsample);
+  c.dropout = r.optional("dropout", c.dropout);
+  c.latents_mean = r.optional("latents_mean", c.latents_mean);
+  c.latents_std = r.optional("latents_std", c.latents_std);
+  c.is_residual = r.optional("is_residual", c.is_residual);
+  c.in_channels = r.optional("in_channels", c.in_channels);
+  c.out_channels = r.optional("out_channels", c.out_channels);
+  c.patch_size = r.nullable<int64_t>("patch_size", c.patch_size);
+  c.scale_factor_temporal =
+      r.nullable<int64_t>("scale_factor_temporal").value_or(c.scale_factor_temporal);
+  c.scale_factor_spatial =
+      r.nullable<int64_t>("scale_factor_spatial").value_or(c.scale_factor_spatial);
+  r.mark_used("clip_output");  // newer diffusers: decode always clamps, which is what we do
+
+  positive(r, "base_dim", c.base_dim);
+  positive(r, "decoder_base_dim", c.decoder_base_dim);
+  positive(r, "z_dim", c.z_dim);
+  positive(r, "num_res_blocks", c.num_res_blocks);
+  positive(r, "in_channels", c.in_channels);
+  positive(r, "out_channels", c.out_channels);
+  r.check(!c.dim_mult.empty() && c.dim_mult.size() <= 16, "dim_mult",
+          str_cat("must have 1 to 16 entries, got ", c.dim_mult.size()));
+  all_positive(r, "dim_mult", c.dim_mult);
+  r.check(c.temperal_downsample.size() + 1 >= c.dim_mult.size(), "temperal_downsample",
+          str_cat("has ", c.temperal_downsample.size(), " entries but dim_mult has ",
+                  c.dim_mult.size(), " (one per downsampling stage is needed)"));
+  for (const char* key : {"latents_mean", "latents_std"}) {
+    const auto& v = std::string_view(key) == "latents_mean" ? c.latents_mean : c.latents_std;
+    r.check(static_cast<int64_t>(v.size()) == c.z_dim, key,
+            str_cat("has ", v.size(), " entries but z_dim is ", c.z_dim));
+  }
+  for (size_t i = 0; i < c.latents_std.size(); ++i) {
+    r.check(c.latents_std[i] != 0.0, "latents_std", str_cat("element ", i, " is 0"));
+  }
+  if (c.patch_size) positive(r, "patch_size", *c.patch_size);
+  positive(r, "scale_factor_temporal", c.scale_factor_temporal);
+  positive(r, "scale_factor_spatial", c.scale_factor_spatial);
   return c;
 }
 

@@ -40,9 +40,9 @@ class ConfigReader {
   // Present (a null value counts as present).
   bool has(std::string_view key) const;
 
-  // Supported T: bool, int, int64_t, double, std::string, and std::vector of int, int64_t,
-  // double, std::string. Integers must be JSON integers (3.0 is not an int); doubles accept
-  // integers. Every read marks the key as consumed.
+  // Supported T: bool, int, int64_t, double, std::string, and std::vector of bool, int,
+  // int64_t, double, std::string. Integers must be JSON integers (3.0 is not an int); doubles
+  // accept integers. Every read marks the key as consumed.
   //
   // The field must be present and non-null.
   template <typename T>
@@ -112,6 +112,37 @@ struct AutoencoderKLConfig {
   // Reads and validates (positive sizes, one block type per block_out_channels entry, channel
   // counts divisible by norm_num_groups, latents_mean/std of latent_channels entries).
   static AutoencoderKLConfig read(ConfigReader& reader);
+};
+
+// diffusers.AutoencoderKLWan (Wan 2.1 / 2.2 video VAE). Field names as diffusers spells them
+// ("temperal_downsample" included).
+struct AutoencoderKLWanConfig {
+  static constexpr const char* kClassName = "AutoencoderKLWan";
+
+  int64_t base_dim = 96;
+  int64_t decoder_base_dim = 96;  // a null in config.json means base_dim, resolved by read()
+  int64_t z_dim = 16;
+  std::vector<int64_t> dim_mult = {1, 2, 4, 4};
+  int64_t num_res_blocks = 2;
+  std::vector<double> attn_scales;
+  std::vector<bool> temperal_downsample = {false, true, true};
+  double dropout = 0.0;
+  std::vector<double> latents_mean = {-0.7571, -0.7089, -0.9113, 0.1075,  -0.1745, 0.9653,
+                                      -0.1517, 1.5508,  0.4134,  -0.0715, 0.5517,  -0.3632,
+                                      -0.1922, -0.9497, 0.2503,  -0.2921};
+  std::vector<double> latents_std = {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708,
+                                     2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579,
+                                     1.6382, 1.1253, 2.8251, 1.9160};
+  bool is_residual = false;  // Wan 2.2's VAE
+  int64_t in_channels = 3;
+  int64_t out_channels = 3;
+  std::optional<int64_t> patch_size;
+  int64_t scale_factor_temporal = 4;
+  int64_t scale_factor_spatial = 8;
+
+  // Validates positive sizes, one temperal_downsample entry per downsampling stage and
+  // latents_mean / latents_std of z_dim entries (std non-zero).
+  static AutoencoderKLWanConfig read(ConfigReader& reader);
 };
 
 // diffusers.FluxTransformer2DModel.
