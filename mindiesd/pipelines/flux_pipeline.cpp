@@ -1,7 +1,5 @@
 #include "mindiesd/pipelines/flux_pipeline.h"
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -17,6 +15,7 @@
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/vae/autoencoder_kl.h"
+#include "mindiesd/pipelines/pipeline_util.h"
 #include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/text/clip_tokenizer.h"
 #include "mindiesd/text/t5_tokenizer.h"
@@ -28,52 +27,11 @@ namespace {
 
 constexpr int64_t kClipMaxLength = 77;  // FluxPipeline.tokenizer_max_length
 constexpr int64_t kMaxSide = 16384;     // beyond any model's training; catches typos early
-constexpr size_t kMaxPromptBytes = 1 << 16;
 
 // Whether an image of this size is decoded in tiles ("automatic": above 1024x1024).
 bool vae_tiled(FluxPipelineOptions::VaeTiling mode, int64_t height, int64_t width) {
   return mode == FluxPipelineOptions::VaeTiling::on ||
          (mode == FluxPipelineOptions::VaeTiling::automatic && height * width > 1024 * 1024);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// MemAvailable from /proc/meminfo (bytes), or 0 when unknown.
-int64_t available_memory_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  int64_t kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
-}
-
-int64_t peak_rss_bytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<int64_t>(u.ru_maxrss) * 1024;
-}
-
-std::string gib(int64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
-  return buf;
-}
-
-void check_prompts(const std::vector<std::string>& prompts, const char* what, bool allow_empty) {
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const std::string& p = prompts[i];
-    MINDIESD_CHECK(allow_empty || p.find_first_not_of(" \t\r\n") != std::string::npos,
-                   InvalidArgument, what, " ", i, " is empty");
-    MINDIESD_CHECK(p.size() <= kMaxPromptBytes, InvalidArgument, what, " ", i, " is ", p.size(),
-                   " bytes long; the limit is ", kMaxPromptBytes,
-                   " (only the first 77 CLIP / max_sequence_length T5 tokens are used)");
-    text::check_text(p, str_cat(what, " ", i));
-  }
 }
 
 }  // namespace
@@ -103,11 +61,6 @@ Tensor unpack_flux_latents(const Tensor& packed, int64_t latent_height, int64_t 
       .permute({0, 3, 1, 4, 2, 5})
       .contiguous()
       .view({b, c, h * 2, w * 2});
-}
-
-Tensor postprocess_image(const Tensor& decoded) {
-  // (x / 2 + 0.5).clamp(0, 1), in the decoder's dtype as diffusers computes it, then f32.
-  return ops::clamp(ops::affine(decoded, 0.5f, 0.5f), 0.0f, 1.0f).to(DType::f32);
 }
 
 Tensor to_u8_hwc(const Tensor& image01) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mindiesd/core/tensor.h"
+#include "mindiesd/pipelines/pipeline_util.h"
 
 namespace mindiesd::pipelines {
 
@@ -34,12 +35,7 @@ struct FluxPipelineOptions {
   Device device = Device::cpu();
 };
 
-struct FluxStepInfo {
-  int64_t step = 0;  // 1-based, after the step finished
-  int64_t total = 0;
-  double elapsed_s = 0;  // since the denoising loop started
-  Tensor latents;        // packed latents after the step (previews, tests)
-};
+using FluxStepInfo = StepInfo;  // latents: packed (B, tokens, C * 4)
 
 struct FluxRequest {
   std::vector<std::string> prompts;           // one image set per prompt
@@ -117,8 +113,6 @@ class FluxPipeline {
 // / _unpack_latents).
 Tensor pack_flux_latents(const Tensor& latents);
 Tensor unpack_flux_latents(const Tensor& packed, int64_t latent_height, int64_t latent_width);
-// (N, 3, H, W) in [-1, 1] -> (N, 3, H, W) f32 in [0, 1] (VaeImageProcessor denormalize).
-Tensor postprocess_image(const Tensor& decoded);
 // One (3, H, W) [0, 1] image -> (H, W, 3) u8, rounded as numpy_to_pil does.
 Tensor to_u8_hwc(const Tensor& image01);
 

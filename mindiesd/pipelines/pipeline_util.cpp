@@ -1,0 +1,62 @@
+#include "mindiesd/pipelines/pipeline_util.h"
+
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/core/ops.h"
+#include "mindiesd/text/tokens.h"
+
+namespace mindiesd::pipelines {
+
+namespace {
+constexpr size_t kMaxPromptBytes = 1 << 16;
+}  // namespace
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int64_t available_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
+  return buf;
+}
+
+void check_prompts(const std::vector<std::string>& prompts, const char* what, bool allow_empty) {
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string& p = prompts[i];
+    MINDIESD_CHECK(allow_empty || p.find_first_not_of(" \t\r\n") != std::string::npos,
+                   InvalidArgument, what, " ", i, " is empty");
+    MINDIESD_CHECK(p.size() <= kMaxPromptBytes, InvalidArgument, what, " ", i, " is ", p.size(),
+                   " bytes long; the limit is ", kMaxPromptBytes,
+                   " (only the first max_sequence_length tokens are used)");
+    text::check_text(p, str_cat(what, " ", i));
+  }
+}
+
+Tensor postprocess_image(const Tensor& decoded) {
+  // (x / 2 + 0.5).clamp(0, 1), in the decoder's dtype as diffusers computes it, then f32.
+  return ops::clamp(ops::affine(decoded, 0.5f, 0.5f), 0.0f, 1.0f).to(DType::f32);
+}
+
+}  // namespace mindiesd::pipelines

@@ -1,0 +1,37 @@
+// What the pipelines share: the per-step progress record, request-time checks and the memory
+// figures they report.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mindiesd/core/tensor.h"
+
+namespace mindiesd::pipelines {
+
+// Passed to a request's on_step after every denoising step.
+struct StepInfo {
+  int64_t step = 0;  // 1-based, after the step finished
+  int64_t total = 0;
+  double elapsed_s = 0;  // since the denoising loop started
+  Tensor latents;        // latents after the step (previews, tests)
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0);
+// MemAvailable from /proc/meminfo (bytes), or 0 when unknown.
+int64_t available_memory_bytes();
+// The process's peak resident set (bytes), mapped weights included.
+int64_t peak_rss_bytes();
+std::string gib(int64_t bytes);  // "1.25 GiB"
+
+// InvalidArgument naming prompt i when it is empty (unless allowed), longer than 64 KiB or not
+// valid UTF-8.
+void check_prompts(const std::vector<std::string>& prompts, const char* what, bool allow_empty);
+
+// (N, C, ...) decoder output in [-1, 1] -> f32 in [0, 1]: (x / 2 + 0.5).clamp(0, 1) in the
+// decoder's dtype, as diffusers' VaeImageProcessor / VideoProcessor postprocess computes it.
+Tensor postprocess_image(const Tensor& decoded);
+
+}  // namespace mindiesd::pipelines

@@ -1,0 +1,186 @@
+// Parity of pipelines::WanPipeline with diffusers' WanPipeline on a tiny random-weight Wan 2.1
+// T2V folder (tools/golden/make_wan_pipeline_golden.py -> tests/data/golden/wan_pipeline/t2v:
+// the tiny UMT5 + tokenizer of the umt5 golden, a 2-layer WanTransformer3DModel, a tiny
+// AutoencoderKLWan, Wan2.1's UniPC scheduler config): prompt cleaning, prompt embeddings, every
+// step's latents of a guided run from the same noise, the decoded video and the frames, in f32,
+// with a bf16 transformer / text encoder, and for a batch of two prompts; plus the request
+// checks.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/core/ops.h"
+#include "mindiesd/io/safetensors.h"
+#include "mindiesd/pipelines/wan_pipeline.h"
+#include "parity/parity.h"
+#include "test_util.h"
+
+namespace mindiesd {
+namespace {
+
+using pipelines::WanPipeline;
+using pipelines::WanPipelineOptions;
+using pipelines::WanRequest;
+using test::expect_close;
+
+const std::string kDir = MINDIESD_SOURCE_DIR "/tests/data/golden/wan_pipeline";
+
+const io::WeightStore& golden() {
+  static const io::WeightStore g = io::WeightStore::open(kDir + "/io.safetensors");
+  return g;
+}
+
+// The run settings and prompts the generator stored in the file's __metadata__.
+const std::map<std::string, std::string>& meta() { return golden().files().front()->metadata(); }
+
+WanPipeline load(DType dt) {
+  WanPipelineOptions o;
+  o.dtype = dt;
+  return WanPipeline::load(kDir + "/t2v", o);
+}
+
+// The golden's t2v settings (its t2v_run metadata).
+WanRequest t2v_request() {
+  WanRequest r;
+  r.prompts = {meta().at("prompt")};
+  r.negative_prompts = {meta().at("negative_prompt")};
+  r.height = 32;
+  r.width = 48;
+  r.num_frames = 9;
+  r.num_inference_steps = 4;
+  r.guidance_scale = 5.0;
+  r.max_sequence_length = 16;
+  r.latents = golden().get("t2v.noise");
+  return r;
+}
+
+// (B, F, 3, H, W) -> diffusers' np frames layout (B, F, H, W, 3).
+Tensor frames_last(const Tensor& videos) { return videos.permute({0, 1, 3, 4, 2}).contiguous(); }
+
+TEST(WanPipelineParity, PromptCleanMatchesDiffusers) {
+  const auto& m = meta();
+  EXPECT_EQ(pipelines::wan_prompt_clean(m.at("prompt2")), m.at("prompt2_clean"));
+  EXPECT_EQ(pipelines::wan_prompt_clean(m.at("prompt")), m.at("prompt_clean"));
+  // Python's html.unescape and \s: numeric references, legacy entities without ';', Unicode
+  // spaces (U+00A0, U+3000) collapse like ASCII ones.
+  EXPECT_EQ(pipelines::wan_prompt_clean("&#65;&#x42;&ampC &lt;d&gt;"), "AB&C <d>");
+  EXPECT_EQ(pipelines::wan_prompt_clean("\xC2\xA0 a\xE3\x80\x80\x62  \n"), "a b");
+  EXPECT_EQ(pipelines::wan_prompt_clean("&unknown; &#0;"), "&unknown; \xEF\xBF\xBD");
+}
+
+TEST(WanPipelineParity, PromptEmbedsMatchDiffusers) {
+  WanPipeline pipe = load(DType::f32);
+  const Tensor e = pipe.encode_prompt({meta().at("prompt"), meta().at("prompt2")}, 1, 16);
+  EXPECT_FALSE(pipe.text_encoder_resident());  // freed after encoding
+  expect_close(e.narrow(0, 0, 1), golden().get("t2v.prompt_embeds"), 1e-5, 0.9999999,
+               "prompt embeds (truncated to 16)");
+  expect_close(e.narrow(0, 1, 1), golden().get("t2v.prompt2_embeds"), 1e-5, 0.9999999,
+               "prompt 2 embeds (cleaned, padded)");
+}
+
+TEST(WanPipelineParity, T2vRunMatchesDiffusersInF32) {
+  WanPipeline pipe = load(DType::f32);
+  WanRequest r = t2v_request();
+  std::vector<Tensor> steps;
+  r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+  const pipelines::WanResult out = pipe.generate(r);
+  ASSERT_EQ(steps.size(), 4u);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    expect_close(steps[i], golden().get(str_cat("t2v.latents.", i)), 5e-5, 0.9999999,
+                 str_cat("t2v latents after step ", i));
+  }
+  EXPECT_EQ(out.videos.shape(), (Shape{1, 9, 3, 32, 48}));
+  expect_close(frames_last(out.videos), golden().get("t2v.frames"), 5e-5, 0.9999999,
+               "t2v frames (1, 9, 32, 48, 3)");
+}
+
+TEST(WanPipelineParity, T2vRunWithBf16TransformerStaysClose) {
+  WanPipeline pipe = load(DType::bf16);
+  WanRequest r = t2v_request();
+  std::vector<Tensor> steps;
+  r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+  const pipelines::WanResult out = pipe.generate(r);
+  // bf16 transformer and text encoder on both sides, rounded in different places (fused ops
+  // here), f32 latents and VAE: the two bf16 runs drift apart by about a bf16 ulp of the
+  // velocity per step, and each is about as far from the f32 run as the other (measured after 4
+  // steps: 0.046 between them; diffusers' bf16 0.033 from its f32).
+  for (size_t i = 0; i < steps.size(); ++i) {
+    expect_close(steps[i], golden().get(str_cat("t2v_bf16.latents.", i)), 0.02 * (i + 1), 0.9999,
+                 str_cat("bf16 latents after step ", i));
+    const test::Diff ours =
+        test::compare_tensors(steps[i], golden().get(str_cat("t2v.latents.", i)));
+    const test::Diff ref = test::compare_tensors(golden().get(str_cat("t2v_bf16.latents.", i)),
+                                                 golden().get(str_cat("t2v.latents.", i)));
+    std::printf("    vs f32 after step %zu: mindiesd bf16 %.3g, diffusers bf16 %.3g\n", i,
+                ours.max_abs, ref.max_abs);
+    EXPECT_LE(ours.max_abs, 2.0 * ref.max_abs) << "step " << i;
+  }
+  const Tensor video = ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f);
+  expect_close(video, golden().get("t2v_bf16.video"), 0.05, 0.9995, "bf16 video");
+}
+
+TEST(WanPipelineParity, BatchOfTwoPromptsMatchesDiffusers) {
+  WanPipeline pipe = load(DType::f32);
+  WanRequest r;
+  r.prompts = {meta().at("prompt"), meta().at("prompt2")};
+  r.negative_prompts = {meta().at("negative_prompt")};
+  r.height = 32;
+  r.width = 48;
+  r.num_frames = 9;
+  r.num_inference_steps = 3;
+  r.guidance_scale = 3.0;
+  r.max_sequence_length = 16;
+  r.latents = golden().get("t2v_b2.noise");
+  std::vector<Tensor> steps;
+  r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+  const pipelines::WanResult out = pipe.generate(r);
+  ASSERT_EQ(steps.size(), 3u);
+  expect_close(steps.back(), golden().get("t2v_b2.latents.2"), 5e-5, 0.9999999,
+               "batch latents after the last step");
+  expect_close(ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f),
+               golden().get("t2v_b2.video"), 1e-4, 0.9999999, "batch videos");
+}
+
+TEST(WanPipelineParity, SeededNoiseIsReproducibleAndBadRequestsFailEarly) {
+  WanPipeline pipe = load(DType::f32);
+  WanRequest r = t2v_request();
+  r.latents = Tensor();
+  r.num_inference_steps = 2;
+  r.seed = 7;
+  const Tensor a = pipe.generate(r).latents, b = pipe.generate(r).latents;
+  EXPECT_EQ(a.to_vector(), b.to_vector());
+  r.seed = 8;
+  EXPECT_NE(pipe.generate(r).latents.to_vector(), a.to_vector());
+
+  WanRequest bad = t2v_request();
+  bad.num_frames = 8;
+  test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument,
+                     {"num_frames must be 4k + 1", "got 8"});
+  bad = t2v_request();
+  bad.height = 40;
+  test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument,
+                     {"not a multiple of 16x16"});
+  bad = t2v_request();
+  bad.prompts = {" \n"};
+  test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument,
+                     {"prompt 0 is empty"});
+  bad = t2v_request();
+  bad.latents = ops::full({1, 4, 2, 4, 6}, 0.0);
+  test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument, {"latents"});
+  bad = t2v_request();
+  bad.num_frames = 4 * 1000 + 1;
+  test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument, {"at most"});
+}
+
+TEST(WanPipelineParity, FolderProblemsAreNamed) {
+  test::expect_error([] { WanPipeline::load(kDir + "/i2v"); }, ErrorKind::Unsupported,
+                     {"WanImageToVideoPipeline"});
+  test::expect_error([] { WanPipeline::load(kDir + "/t2v/vae"); }, ErrorKind::InvalidArgument,
+                     {"single component"});
+}
+
+}  // namespace
+}  // namespace mindiesd
