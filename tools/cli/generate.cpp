@@ -1,10 +1,10 @@
-// `mindiesd generate`: text-to-image from a diffusers FLUX.1 folder, with a progress bar on
+// `mindiesd generate`: text-to-image from a diffusers FLUX.1 folder (WanPipeline folders go to
+// generate_video.cpp), with a progress bar on
 // stderr and a summary of where the time and memory went.
 #include "generate.h"
 
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "cli_util.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/png.h"
@@ -29,60 +30,12 @@ using pipelines::FluxPipeline;
 using pipelines::FluxPipelineOptions;
 using pipelines::FluxRequest;
 
-struct UsageError {
-  std::string message;
-};
-
-template <typename T>
-T parse_number(const std::string& flag, const std::string& text) {
-  T v{};
-  const char* end = text.data() + text.size();
-  const auto [p, ec] = std::from_chars(text.data(), end, v);
-  if (ec != std::errc() || p != end) throw UsageError{flag + ": '" + text + "' is not a number"};
-  return v;
-}
-
-// "1024x768" (width x height), also "1024*768" as the suite's service spells it.
-std::pair<int64_t, int64_t> parse_size(const std::string& text) {
-  const size_t x = text.find_first_of("x*");
-  if (x == std::string::npos) throw UsageError{"--size: expected WxH, got '" + text + "'"};
-  return {parse_number<int64_t>("--size", text.substr(0, x)),
-          parse_number<int64_t>("--size", text.substr(x + 1))};
-}
-
-std::string format_seconds(double s) {
-  char buf[32];
-  if (s < 60) {
-    std::snprintf(buf, sizeof(buf), "%.1fs", s);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  }
-  return buf;
-}
-
-std::string format_bytes(int64_t b) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(b) / (1 << 30));
-  if (b < (int64_t{1} << 30))
-    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(b) / (1 << 20));
-  return buf;
-}
-
-void print_progress(const pipelines::FluxStepInfo& s, bool tty) {
-  constexpr int kWidth = 30;
-  const int filled = static_cast<int>(kWidth * s.step / s.total);
-  const double rate = s.elapsed_s > 0 ? static_cast<double>(s.step) / s.elapsed_s : 0;
-  const double eta = rate > 0 ? static_cast<double>(s.total - s.step) / rate : 0;
-  char line[160];
-  std::snprintf(line, sizeof(line), "denoising [%s%s] %lld/%lld  %s  ETA %s",
-                std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
-                static_cast<long long>(s.step), static_cast<long long>(s.total),
-                rate >= 1
-                    ? (std::to_string(rate).substr(0, 5) + " it/s").c_str()
-                    : (std::to_string(rate > 0 ? 1 / rate : 0).substr(0, 5) + " s/it").c_str(),
-                format_seconds(eta).c_str());
-  // On a terminal the bar redraws in place; in a log each step is its own line.
-  std::cerr << (tty ? "\r" : "") << line << (tty && s.step < s.total ? "" : "\n") << std::flush;
+// A WanPipeline folder (model_index.json's _class_name) is run by the video command.
+bool is_video_pipeline(const fs::path& folder) {
+  std::ifstream in(folder / "model_index.json");
+  if (!in) return false;
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("_class_name") && j["_class_name"] == "WanPipeline";
 }
 
 // out.png -> out-3.png for the 4th of several images.
@@ -96,7 +49,8 @@ fs::path numbered(const fs::path& out, size_t i, size_t n) {
 constexpr const char* kHelp =
     "usage: mindiesd generate [--model DIR] --prompt TEXT [options]\n"
     "  --model DIR              a diffusers FluxPipeline folder (FLUX.1-dev/schnell layout);\n"
-    "                           default $MINDIESD_MODEL, else the bundled models/tiny-flux-shapes.\n"
+    "                           default $MINDIESD_MODEL, else the bundled "
+    "models/tiny-flux-shapes.\n"
     "                           A folder's mindiesd_defaults.json replaces the defaults below\n"
     "  --prompt TEXT            repeat for a batch of prompts\n"
     "  --prompt-2 TEXT          T5 prompt (default: the prompt); once per --prompt\n"
@@ -118,16 +72,6 @@ constexpr const char* kHelp =
     "                           compare with diffusers on the same noise\n"
     "  --quiet                  no progress bar\n";
 
-// The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
-std::string model_folder(const std::vector<std::string>& args) {
-  for (size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--model") return args[i + 1];
-  if (const char* env = std::getenv("MINDIESD_MODEL"); env != nullptr && *env) return env;
-  if (fs::is_directory(MINDIESD_DEFAULT_MODEL)) return MINDIESD_DEFAULT_MODEL;
-  throw UsageError{"--model DIR is required (the default model " MINDIESD_DEFAULT_MODEL
-                   " is not there)"};
-}
-
 // A model folder may carry the settings it was made for in mindiesd_defaults.json (diffusers
 // ignores the file): they replace the built-in defaults; command-line flags replace both.
 // Returns the default negative prompt, if the file names one.
@@ -148,12 +92,18 @@ std::optional<std::string> apply_model_defaults(const fs::path& folder, FluxRequ
                      key, "' must be a positive integer");
       return v.get<int64_t>();
     };
-    if (key == "height") req.height = integer();
-    else if (key == "width") req.width = integer();
-    else if (key == "num_inference_steps") req.num_inference_steps = integer();
-    else if (key == "max_sequence_length") req.max_sequence_length = integer();
-    else if (key == "guidance_scale") req.guidance_scale = number();
-    else if (key == "true_cfg_scale") req.true_cfg_scale = number();
+    if (key == "height")
+      req.height = integer();
+    else if (key == "width")
+      req.width = integer();
+    else if (key == "num_inference_steps")
+      req.num_inference_steps = integer();
+    else if (key == "max_sequence_length")
+      req.max_sequence_length = integer();
+    else if (key == "guidance_scale")
+      req.guidance_scale = number();
+    else if (key == "true_cfg_scale")
+      req.true_cfg_scale = number();
     else if (key == "negative_prompt") {
       MINDIESD_CHECK(v.is_string(), Corrupt, file.string(), ": 'negative_prompt' must be a string");
       negative = v.get<std::string>();
@@ -178,6 +128,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   std::optional<std::string> default_negative;
   try {
     model = model_folder(args);
+    if (is_video_pipeline(model)) return cmd_generate_video(args, model);
     default_negative = apply_model_defaults(model, req);
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -263,7 +214,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   FluxPipeline pipe = FluxPipeline::load(model, options);
   pipe.validate(req);  // before anything heavy: bad sizes, steps, prompts, memory
   const bool tty = isatty(STDERR_FILENO);
-  if (!quiet) req.on_step = [tty](const pipelines::FluxStepInfo& s) { print_progress(s, tty); };
+  if (!quiet) req.on_step = [tty](const pipelines::StepInfo& s) { print_progress(s, tty); };
   const pipelines::FluxResult r = pipe.generate(req);
 
   const size_t n = static_cast<size_t>(r.images.size(0));
@@ -273,15 +224,8 @@ int cmd_generate(const std::vector<std::string>& args) {
     std::cout << "wrote " << p.string() << " (" << req.width << "x" << req.height << ")\n";
   }
   const auto& t = r.timings;
-  std::fprintf(stderr,
-               "load %.2fs | text encoding %.2fs | denoising %.2fs (%lld steps, %.3f s/step) | "
-               "decoding %.2fs\npeak memory: %s in tensors (%s held by the allocator), %s resident "
-               "(incl. mapped weights)\n",
-               t.load_s, t.text_encoding_s, t.denoising_s,
-               static_cast<long long>(req.num_inference_steps),
-               t.denoising_s / static_cast<double>(req.num_inference_steps), t.decoding_s,
-               format_bytes(r.peak_allocated_bytes).c_str(),
-               format_bytes(r.peak_reserved_bytes).c_str(), format_bytes(r.peak_rss_bytes).c_str());
+  print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
+                 r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes});
   return 0;
 }
 

@@ -1,7 +1,8 @@
 // The `mindiesd` command line.
 //
 //   mindiesd inspect DIR      what a diffusers folder holds: components, configs, weights
-//   mindiesd generate ...     text-to-image from a diffusers FLUX.1 folder
+//   mindiesd generate ...     text-to-image (FLUX.1) or text-to-video (Wan 2.1) from a diffusers
+//   folder
 //
 // Exit codes: 0 success, 1 an error while running (message on stderr), 2 a usage error.
 #include <cstdint>
@@ -16,12 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "generate.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/json_util.h"
 #include "mindiesd/io/safetensors.h"
-#include "generate.h"
 
 #ifndef MINDIESD_VERSION
 #define MINDIESD_VERSION "0.1.0"  // keep in step with project(VERSION) in CMakeLists.txt
@@ -326,7 +327,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands = {
       {"inspect", "DIR [--variant V]",
        "show a diffusers folder: pipeline, components, configs, weights", cmd_inspect},
-      {"generate", "--model DIR ...", "text-to-image (FLUX.1 folders)", cmd_generate},
+      {"generate", "--model DIR ...", "text-to-image (FLUX.1) / text-to-video (Wan 2.1 folders)",
+       cmd_generate},
       {"help", "[COMMAND]", "show help", cmd_help},
   };
   return kCommands;
@@ -345,7 +347,11 @@ int cmd_help(const Args& args) {
                      "folder\n"
                      "  --variant V  prefer weight variant V (fp16, bf16, ...)\n";
       }
-      if (args[0] == "generate") std::cout << "\n" << mindiesd::cli::generate_help();
+      if (args[0] == "generate") {
+        std::cout << "\nFLUX.1 folders:\n"
+                  << mindiesd::cli::generate_help() << "\nWanPipeline folders:\n"
+                  << mindiesd::cli::generate_video_help();
+      }
       return kExitOk;
     }
   }

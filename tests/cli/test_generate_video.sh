@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `mindiesd generate` on the tiny Wan 2.1 T2V golden folder, as a user runs it: an MP4 that
+# ffprobe reads with the requested frame count, size and fps; a GIF; a folder of PNG frames;
+# numbered files for a batch; and bad requests rejected with exit code 1 (runtime error naming
+# the problem) or 2 (usage) before any work.
+# Usage: test_generate_video.sh MINDIESD_BINARY SOURCE_DIR
+set -euo pipefail
+bin="$1"
+model="$2/tests/data/golden/wan_pipeline/t2v"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+command -v ffprobe >/dev/null || fail "ffprobe is missing (scripts/install-deps.sh installs ffmpeg)"
+
+run() { "$bin" generate --model "$model" --prompt "a cat walks on the grass" --steps 2 \
+  --size 48x32 --dtype f32 --max-sequence-length 16 "$@"; }
+# codec,width,height,rate,frames of the first video stream
+probe() {
+  ffprobe -v error -count_frames -select_streams v:0 \
+    -show_entries stream=codec_name,width,height,r_frame_rate,nb_read_frames -of csv=p=0 "$1"
+}
+
+run --frames 9 --fps 8 --seed 3 --out "$tmp/a.mp4" >"$tmp/stdout" 2>"$tmp/stderr" ||
+  { cat "$tmp/stderr"; fail "mp4 run exited $?"; }
+p="$(probe "$tmp/a.mp4")"
+[[ "$p" == h264,48,32,8/1,9 || "$p" == mpeg4,48,32,8/1,9 ]] || fail "a.mp4 probes as '$p'"
+grep -q "wrote $tmp/a.mp4 (48x32, 9 frames at 8 fps" "$tmp/stdout" || fail "no 'wrote' line"
+grep -q "denoising" "$tmp/stderr" || fail "no progress bar"
+grep -q "peak memory" "$tmp/stderr" || fail "no summary"
+
+run --frames 5 --out "$tmp/b.gif" --quiet >/dev/null 2>&1 || fail "gif run failed"
+p="$(probe "$tmp/b.gif")"
+[[ "$p" == gif,48,32,* && "$p" == *,5 ]] || fail "b.gif probes as '$p'"
+
+run --frames 5 --out "$tmp/frames/" --quiet >/dev/null 2>&1 || fail "png-frames run failed"
+[[ "$(ls "$tmp/frames" | grep -c '^frame_[0-9]*\.png$')" == 5 ]] || fail "frames/: $(ls "$tmp/frames")"
+
+run --frames 1 --num-videos 2 --out "$tmp/n.mp4" --quiet >/dev/null 2>&1 || fail "batch run failed"
+[[ -s "$tmp/n-0.mp4" && -s "$tmp/n-1.mp4" ]] || fail "batch files: $(ls "$tmp")"
+
+expect_fail() {  # exit code, message regex, args...
+  local code="$1" msg="$2"
+  shift 2
+  set +e
+  run "$@" --out "$tmp/bad.mp4" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  set -e
+  [[ $rc == "$code" ]] || fail "expected exit $code, got $rc for: $* ($(cat "$tmp/err"))"
+  grep -q -- "$msg" "$tmp/err" || fail "no '$msg' in: $(cat "$tmp/err")"
+  [[ ! -e "$tmp/bad.mp4" ]] || fail "a failed run left $tmp/bad.mp4"
+}
+expect_fail 1 "num_frames must be 4k + 1" --frames 8
+expect_fail 1 "not a multiple of 16x16" --frames 5 --size 40x32
+expect_fail 2 "not a number" --frames many
+expect_fail 2 "--fps must be in" --fps 0
+expect_fail 2 "unknown option '--true-cfg'" --true-cfg 2
+set +e
+run --frames 5 --out "$tmp/x.avi" >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+[[ $rc == 2 ]] && grep -q ".mp4, .gif or a folder" "$tmp/err" || fail "bad --out extension: $rc"
+echo "cli generate video: ok"

@@ -1,0 +1,75 @@
+#include "cli_util.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+namespace mindiesd::cli {
+
+namespace fs = std::filesystem;
+
+std::pair<int64_t, int64_t> parse_size(const std::string& text) {
+  const size_t x = text.find_first_of("x*");
+  if (x == std::string::npos) throw UsageError{"--size: expected WxH, got '" + text + "'"};
+  return {parse_number<int64_t>("--size", text.substr(0, x)),
+          parse_number<int64_t>("--size", text.substr(x + 1))};
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof(buf), "%.1fs", s);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  }
+  return buf;
+}
+
+std::string format_bytes(int64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f GiB", static_cast<double>(b) / (1 << 30));
+  if (b < (int64_t{1} << 30))
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(b) / (1 << 20));
+  return buf;
+}
+
+void print_progress(const pipelines::StepInfo& s, bool tty) {
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * s.step / s.total);
+  const double rate = s.elapsed_s > 0 ? static_cast<double>(s.step) / s.elapsed_s : 0;
+  const double eta = rate > 0 ? static_cast<double>(s.total - s.step) / rate : 0;
+  char line[160];
+  std::snprintf(line, sizeof(line), "denoising [%s%s] %lld/%lld  %s  ETA %s",
+                std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(),
+                static_cast<long long>(s.step), static_cast<long long>(s.total),
+                rate >= 1
+                    ? (std::to_string(rate).substr(0, 5) + " it/s").c_str()
+                    : (std::to_string(rate > 0 ? 1 / rate : 0).substr(0, 5) + " s/it").c_str(),
+                format_seconds(eta).c_str());
+  // On a terminal the bar redraws in place; in a log each step is its own line.
+  std::cerr << (tty ? "\r" : "") << line << (tty && s.step < s.total ? "" : "\n") << std::flush;
+}
+
+void print_summary(const RunSummary& s) {
+  std::fprintf(stderr,
+               "load %.2fs | text encoding %.2fs | denoising %.2fs (%lld steps, %.3f s/step) | "
+               "decoding %.2fs\npeak memory: %s in tensors (%s held by the allocator), %s resident "
+               "(incl. mapped weights)\n",
+               s.load_s, s.text_encoding_s, s.denoising_s, static_cast<long long>(s.steps),
+               s.denoising_s / static_cast<double>(std::max<int64_t>(s.steps, 1)), s.decoding_s,
+               format_bytes(s.peak_allocated_bytes).c_str(),
+               format_bytes(s.peak_reserved_bytes).c_str(), format_bytes(s.peak_rss_bytes).c_str());
+}
+
+std::string model_folder(const std::vector<std::string>& args) {
+  for (size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == "--model") return args[i + 1];
+  if (const char* env = std::getenv("MINDIESD_MODEL"); env != nullptr && *env) return env;
+  if (fs::is_directory(MINDIESD_DEFAULT_MODEL)) return MINDIESD_DEFAULT_MODEL;
+  throw UsageError{"--model DIR is required (the default model " MINDIESD_DEFAULT_MODEL
+                   " is not there)"};
+}
+
+}  // namespace mindiesd::cli

@@ -1,0 +1,44 @@
+// What the generate commands share: flag parsing, the progress bar and the summary formats.
+#pragma once
+
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mindiesd/pipelines/pipeline_util.h"
+
+namespace mindiesd::cli {
+
+// A bad command line: printed with the command's help, exit code 2.
+struct UsageError {
+  std::string message;
+};
+
+template <typename T>
+T parse_number(const std::string& flag, const std::string& text) {
+  T v{};
+  const char* end = text.data() + text.size();
+  const auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || p != end) throw UsageError{flag + ": '" + text + "' is not a number"};
+  return v;
+}
+
+// "1024x768" (width x height), also "1024*768" as the suite's service spells it.
+std::pair<int64_t, int64_t> parse_size(const std::string& text);
+std::string format_seconds(double s);
+std::string format_bytes(int64_t b);
+// One progress line on stderr: redrawn in place on a terminal, one line per step in a log.
+void print_progress(const pipelines::StepInfo& s, bool tty);
+// The run's summary on stderr: where the time went and the memory peaks.
+struct RunSummary {
+  double load_s = 0, text_encoding_s = 0, denoising_s = 0, decoding_s = 0;
+  int64_t steps = 0;
+  int64_t peak_allocated_bytes = 0, peak_reserved_bytes = 0, peak_rss_bytes = 0;
+};
+void print_summary(const RunSummary& s);
+// The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
+std::string model_folder(const std::vector<std::string>& args);
+
+}  // namespace mindiesd::cli
