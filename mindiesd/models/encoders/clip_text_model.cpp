@@ -10,6 +10,7 @@
 #include "mindiesd/layer/attention.h"
 #include "mindiesd/layer/linear.h"
 #include "mindiesd/layer/norm.h"
+#include "mindiesd/models/encoders/clip_encoder.h"
 #include "mindiesd/models/weights.h"
 
 namespace mindiesd::models {
@@ -223,27 +224,7 @@ CLIPTextModel CLIPTextModel::from_weights(CLIPTextConfig c, io::WeightStore weig
   m.position_embedding_ =
       take("embeddings.position_embedding.weight", {c.max_position_embeddings, h});
   bw.ignore(prefix + "embeddings.position_ids");  // a buffer older checkpoints stored
-  m.layers_.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    Layer& l = m.layers_[static_cast<size_t>(i)];
-    const std::string p = str_cat("encoder.layers.", i, ".");
-    l.ln1_w = take(p + "layer_norm1.weight", {h});
-    l.ln1_b = take(p + "layer_norm1.bias", {h});
-    l.q_w = take(p + "self_attn.q_proj.weight", {h, h});
-    l.q_b = take(p + "self_attn.q_proj.bias", {h});
-    l.k_w = take(p + "self_attn.k_proj.weight", {h, h});
-    l.k_b = take(p + "self_attn.k_proj.bias", {h});
-    l.v_w = take(p + "self_attn.v_proj.weight", {h, h});
-    l.v_b = take(p + "self_attn.v_proj.bias", {h});
-    l.o_w = take(p + "self_attn.out_proj.weight", {h, h});
-    l.o_b = take(p + "self_attn.out_proj.bias", {h});
-    l.ln2_w = take(p + "layer_norm2.weight", {h});
-    l.ln2_b = take(p + "layer_norm2.bias", {h});
-    l.fc1_w = take(p + "mlp.fc1.weight", {inter, h});
-    l.fc1_b = take(p + "mlp.fc1.bias", {inter});
-    l.fc2_w = take(p + "mlp.fc2.weight", {h, inter});
-    l.fc2_b = take(p + "mlp.fc2.bias", {h});
-  }
+  m.layers_ = bind_clip_encoder(take, c.num_hidden_layers, h, inter);
   m.final_ln_w_ = take("final_layer_norm.weight", {h});
   m.final_ln_b_ = take("final_layer_norm.bias", {h});
   bw.finish();
@@ -254,7 +235,7 @@ CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
   const CLIPTextConfig& c = config_;
   const std::vector<int64_t> ids = checked_input_ids(input_ids, c.vocab_size, "CLIPTextModel");
   const int64_t b = input_ids.size(0), len = input_ids.size(1), h = c.hidden_size;
-  const int64_t heads = c.num_attention_heads, head_dim = h / heads;
+  const int64_t heads = c.num_attention_heads;
   MINDIESD_CHECK(len <= c.max_position_embeddings, InvalidArgument,
                  "CLIPTextModel: sequence length ", len, " exceeds max_position_embeddings ",
                  c.max_position_embeddings);
@@ -266,30 +247,9 @@ CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
   Tensor x = ops::add(ops::index_select(token_embedding_, 0, flat_ids).view({b, len, h}),
                       position_embedding_.narrow(0, 0, len));
 
-  // CLIPEncoderLayer: pre-norm attention and MLP blocks. The residual add of one block and the
-  // layer norm of the next run as one pass (the sum is rounded before it is normalised, as in
-  // PyTorch's two ops).
-  Tensor normed = layer::layer_norm(x, layers_[0].ln1_w, layers_[0].ln1_b, eps);
-  layer::AttentionOptions attn;
-  attn.causal = true;  // create_causal_mask; no padding mask
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const Layer& l = layers_[i];
-    const Shape heads_shape{b, len, heads, head_dim};
-    const Tensor q = layer::linear(normed, l.q_w, l.q_b).view(heads_shape);
-    const Tensor k = layer::linear(normed, l.k_w, l.k_b).view(heads_shape);
-    const Tensor v = layer::linear(normed, l.v_w, l.v_b).view(heads_shape);
-    const Tensor o = layer::attention_forward(q, k, v, Tensor(), "BSND", attn).view({b, len, h});
-    auto add_norm = layer::add_layer_norm(x, layer::linear(o, l.o_w, l.o_b), l.ln2_w, l.ln2_b, eps);
-    x = std::move(add_norm.sum);
-    const Tensor mlp = layer::linear(
-        transformers_linear(add_norm.normed, l.fc1_w, l.fc1_b, c.hidden_act), l.fc2_w, l.fc2_b);
-    const bool last = i + 1 == layers_.size();
-    auto next = layer::add_layer_norm(x, mlp, last ? final_ln_w_ : layers_[i + 1].ln1_w,
-                                      last ? final_ln_b_ : layers_[i + 1].ln1_b, eps);
-    x = std::move(next.sum);
-    normed = std::move(next.normed);
-  }
-  // `normed` is now final_layer_norm(x).
+  const Tensor normed = run_clip_encoder(x, layers_, heads, c.hidden_act, eps, /*causal=*/true,
+                                         final_ln_w_, final_ln_b_)
+                            .normed;
 
   // Pooling: the eos position of each row (see the header for transformers' two rules).
   Output out;

@@ -35,6 +35,7 @@
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/safetensors.h"
+#include "mindiesd/models/encoders/clip_encoder.h"
 
 namespace mindiesd::models {
 
@@ -115,16 +116,12 @@ class CLIPTextModel {
   Output forward(const Tensor& input_ids) const;
 
  private:
-  struct Layer {
-    Tensor ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
-    Tensor ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
-  };
   CLIPTextModel(CLIPTextConfig config, DType dtype) : config_(std::move(config)), dtype_(dtype) {}
 
   CLIPTextConfig config_;
   DType dtype_;
   Tensor token_embedding_, position_embedding_, final_ln_w_, final_ln_b_;
-  std::vector<Layer> layers_;
+  std::vector<ClipEncoderLayer> layers_;
 };
 
 }  // namespace mindiesd::models
