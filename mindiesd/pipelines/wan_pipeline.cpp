@@ -3,15 +3,20 @@
 #include <chrono>
 #include <cmath>
 #include <optional>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "mindiesd/core/allocator.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
+#include "mindiesd/models/encoders/clip_vision_model.h"
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/vae/autoencoder_kl_wan.h"
 #include "mindiesd/models/wan/wan_transformer.h"
+#include "mindiesd/pipelines/image_processing.h"
 #include "mindiesd/schedulers/unipc_multistep.h"
 #include "mindiesd/text/t5_tokenizer.h"
 #include "mindiesd/text/tokens.h"
@@ -130,6 +135,14 @@ Tensor repeat_rows(const Tensor& x, int64_t n) {
   return ops::index_select(x, 0, text::ids_tensor({idx}).view({static_cast<int64_t>(idx.size())}));
 }
 
+// x.repeat(n, 1, ...): n copies of a batch-1 tensor.
+Tensor repeat_batch(const Tensor& x, int64_t n) {
+  if (n == 1) return x;
+  std::vector<int64_t> reps(static_cast<size_t>(x.dim()), 1);
+  reps[0] = n;
+  return ops::repeat(x, reps);
+}
+
 }  // namespace
 
 std::string wan_prompt_clean(std::string_view text) {
@@ -161,6 +174,9 @@ struct WanPipeline::Impl {
   std::optional<models::AutoencoderKLWan> vae;
   std::optional<models::UMT5EncoderModel> text_encoder;
   double load_s = 0;
+  bool i2v = false;
+  std::optional<models::CLIPVisionModel> image_encoder;  // I2V with image tokens
+  ClipImageProcessorConfig image_processor;
 };
 
 WanPipeline::WanPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -174,21 +190,23 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
   MINDIESD_CHECK(folder.is_pipeline(), InvalidArgument, dir.string(),
                  " is a single component folder; a WanPipeline folder (model_index.json) is "
                  "needed");
-  MINDIESD_CHECK(folder.class_name() == "WanPipeline", Unsupported, dir.string(), ": ",
+  const bool i2v = folder.class_name() == "WanImageToVideoPipeline";
+  MINDIESD_CHECK(i2v || folder.class_name() == "WanPipeline", Unsupported, dir.string(), ": ",
                  folder.class_name(),
-                 " is not supported by the text-to-video pipeline (WanPipeline folders only)");
-  const char* kNeeded[][2] = {{"transformer", "WanTransformer3DModel"},
-                              {"vae", "AutoencoderKLWan"},
-                              {"text_encoder", "UMT5EncoderModel"},
-                              {"scheduler", "UniPCMultistepScheduler"},
-                              {"tokenizer", ""}};
+                 " is not a Wan pipeline (WanPipeline or WanImageToVideoPipeline folders)");
+  std::vector<std::pair<const char*, const char*>> needed = {
+      {"transformer", "WanTransformer3DModel"},
+      {"vae", "AutoencoderKLWan"},
+      {"text_encoder", "UMT5EncoderModel"},
+      {"scheduler", "UniPCMultistepScheduler"},
+      {"tokenizer", ""}};
   std::string missing;
-  for (const auto& [name, cls] : kNeeded) {
+  for (const auto& [name, cls] : needed) {
     if (!folder.has(name) || !folder.component(name).enabled) missing += str_cat(" ", name);
   }
   MINDIESD_CHECK(missing.empty(), NotFound, dir.string(),
                  ": the Wan pipeline folder lacks components:", missing);
-  for (const auto& [name, cls] : kNeeded) {
+  for (const auto& [name, cls] : needed) {
     const io::Component& c = folder.component(name);
     MINDIESD_CHECK(*cls == '\0' || c.class_name == cls, InvalidArgument, dir.string(),
                    ": component '", name, "' is ", c.class_name, ", expected ", cls);
@@ -209,7 +227,10 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                std::nullopt,
                std::nullopt,
                std::nullopt,
-               0.0});
+               0.0,
+               false,
+               std::nullopt,
+               {}});
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
     impl->transformer_config = io::WanTransformer3DModelConfig::read(r);
@@ -217,10 +238,38 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
     impl->vae_config = io::AutoencoderKLWanConfig::read(v);
   }
   const auto& tc = impl->transformer_config;
-  MINDIESD_CHECK(!tc.image_dim && tc.in_channels == impl->vae_config.z_dim, InvalidArgument,
-                 dir.string(), ": the transformer takes ", tc.in_channels,
-                 " channels but the VAE has z_dim ", impl->vae_config.z_dim,
-                 tc.image_dim ? " (an image-to-video transformer)" : "");
+  const int64_t z = impl->vae_config.z_dim;
+  impl->i2v = i2v;
+  if (i2v) {
+    // prepare_latents: latents ++ mask (vae_scale_factor_temporal channels) ++ image latents.
+    int64_t ts = 1;
+    for (size_t i = 0; i + 1 < impl->vae_config.dim_mult.size(); ++i)
+      if (impl->vae_config.temperal_downsample[i]) ts *= 2;
+    MINDIESD_CHECK(tc.in_channels == 2 * z + ts && tc.out_channels == z, InvalidArgument,
+                   dir.string(), ": an image-to-video transformer takes 2 x z_dim + ", ts, " = ",
+                   2 * z + ts, " channels and predicts z_dim = ", z, "; this one takes ",
+                   tc.in_channels, " and predicts ", tc.out_channels);
+    if (tc.image_dim) {
+      for (const char* name : {"image_encoder", "image_processor"}) {
+        MINDIESD_CHECK(folder.has(name) && folder.component(name).enabled, NotFound, dir.string(),
+                       ": the transformer takes image tokens (image_dim ", *tc.image_dim,
+                       ") but the folder has no ", name);
+      }
+      impl->image_encoder.emplace(
+          models::CLIPVisionModel::load(folder.component("image_encoder"), options.vae_dtype));
+      MINDIESD_CHECK(impl->image_encoder->config().hidden_size == *tc.image_dim, InvalidArgument,
+                     dir.string(), ": the image encoder's hidden_size ",
+                     impl->image_encoder->config().hidden_size,
+                     " is not the transformer's image_dim ", *tc.image_dim);
+      io::ConfigReader p = io::ConfigReader::from_file(folder.component("image_processor").dir /
+                                                       "preprocessor_config.json");
+      impl->image_processor = ClipImageProcessorConfig::read(p);
+    }
+  } else {
+    MINDIESD_CHECK(!tc.image_dim && tc.in_channels == z, InvalidArgument, dir.string(),
+                   ": the transformer takes ", tc.in_channels, " channels but the VAE has z_dim ",
+                   z, tc.image_dim ? " (an image-to-video transformer)" : "");
+  }
   impl->transformer.emplace(
       models::WanTransformer3DModel::load(folder.component("transformer"), options.dtype)
           .to(options.device));
@@ -230,6 +279,35 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
 }
 
 bool WanPipeline::text_encoder_resident() const { return impl_->text_encoder.has_value(); }
+
+bool WanPipeline::is_image_to_video() const { return impl_->i2v; }
+
+Tensor WanPipeline::encode_image(const Tensor& image) const {
+  if (!impl_->image_encoder) return Tensor();
+  return impl_->image_encoder->hidden_state(clip_image_preprocess(image, impl_->image_processor),
+                                            -2);
+}
+
+Tensor WanPipeline::image_condition(const Tensor& image, int64_t height, int64_t width,
+                                    int64_t num_frames) const {
+  const Impl& s = *impl_;
+  const models::AutoencoderKLWan& vae = *s.vae;
+  // video_condition = [image, zeros x (F - 1)] in the VAE's dtype.
+  const Tensor first = vae_image_preprocess(image, height, width).unsqueeze(2);
+  const Tensor parts[] = {first, ops::full({1, 3, num_frames - 1, height, width}, 0.0)};
+  const Tensor video =
+      ops::cat(std::span(parts, num_frames > 1 ? 2 : 1), 2).to(s.options.vae_dtype);
+  // retrieve_latents(sample_mode="argmax"): the mean; then (z - mean) * (1 / std) in f32.
+  const Tensor latent = vae.normalize_latents(vae.encode(video).first.to(DType::f32));
+  // The mask: vae_scale_factor_temporal channels, 1 on latent frame 0 (the given frame repeated
+  // over the channels), 0 on the later ones.
+  Tensor mask =
+      ops::full({1, vae.temporal_scale(), latent.size(2), latent.size(3), latent.size(4)}, 0.0);
+  mask.narrow(2, 0, 1).copy_(
+      ops::full({1, vae.temporal_scale(), 1, latent.size(3), latent.size(4)}, 1.0));
+  const Tensor both[] = {mask, latent};
+  return ops::cat(both, 1);
+}
 
 int64_t WanPipeline::latent_frames(int64_t num_frames) const {
   return (num_frames - 1) / impl_->vae->temporal_scale() + 1;
@@ -288,6 +366,18 @@ void WanPipeline::validate(const WanRequest& r) const {
   MINDIESD_CHECK(r.height % mh == 0 && r.width % mw == 0, InvalidArgument, "video size ", r.width,
                  "x", r.height, " is not a multiple of ", mw, "x", mh,
                  " (the VAE's scale factor times the transformer's patch size)");
+  if (impl_->i2v) {
+    MINDIESD_CHECK(r.image.defined(), InvalidArgument,
+                   "an image-to-video model needs an input image (the first frame)");
+    to_rgb_u8(r.image);  // InvalidArgument for a tensor that is not an image
+    MINDIESD_CHECK(!impl_->image_encoder || r.max_sequence_length == 512, InvalidArgument,
+                   "image-to-video with image tokens needs max_sequence_length 512 (the "
+                   "transformer takes the last 512 context tokens as text), got ",
+                   r.max_sequence_length);
+  } else {
+    MINDIESD_CHECK(!r.image.defined(), InvalidArgument,
+                   "an input image was given but this is a text-to-video model");
+  }
   const int64_t batch = static_cast<int64_t>(r.prompts.size()) * r.num_videos_per_prompt;
   if (r.latents.defined()) {
     const int64_t s = impl_->vae->spatial_scale();
@@ -356,10 +446,23 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   models::WanForwardInputs cond_in, uncond_in;
   cond_in.encoder_hidden_states = cond.to(dev);
   if (cfg) uncond_in.encoder_hidden_states = uncond.to(dev);
+  Tensor condition;  // I2V: (B, 4 + z_dim, T, h, w) f32, the same for every step
+  if (s.i2v) {
+    condition = repeat_batch(image_condition(r.image, r.height, r.width, r.num_frames), batch);
+    const Tensor image_embeds = encode_image(r.image);
+    if (image_embeds.defined()) {
+      cond_in.encoder_hidden_states_image = repeat_batch(image_embeds, batch).to(dtype).to(dev);
+      uncond_in.encoder_hidden_states_image = cond_in.encoder_hidden_states_image;
+    }
+  }
   t0 = std::chrono::steady_clock::now();
   const int64_t steps = s.scheduler.num_inference_steps();
   for (int64_t i = 0; i < steps; ++i) {
-    const Tensor input = latents.to(dtype);
+    Tensor input = latents.to(dtype);
+    if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)
+      const Tensor parts[] = {latents, condition};
+      input = ops::cat(parts, 1).to(dtype);
+    }
     const Tensor t =
         ops::full({batch}, static_cast<double>(s.scheduler.timesteps()[i]), DType::i64);
     cond_in.hidden_states = input;

@@ -1,9 +1,14 @@
-// Wan 2.1 text-to-video, following diffusers' WanPipeline (pipelines/wan/pipeline_wan.py):
+// Wan 2.1 text-to-video and image-to-video, following diffusers' WanPipeline
+// (pipelines/wan/pipeline_wan.py) and WanImageToVideoPipeline (pipeline_wan_i2v.py):
 // prompt_clean -> UMT5 embeddings (cut at each prompt's length, zero-padded) -> f32 latents
 // (B, z_dim, (F - 1) / 4 + 1, H / 8, W / 8) -> UniPC (flow) denoising with classifier-free
 // guidance against a negative prompt (two transformer passes per step, guidance in the
 // transformer's dtype) -> `latents / (1 / std) + mean` -> AutoencoderKLWan decode, chunked in
 // time -> frames in [0, 1].
+// Image-to-video adds: CLIP ViT hidden_states[-2] of the image (CLIPImageProcessor) as the
+// transformer's image tokens; the image resized to the video size (Lanczos) as frame 0 of an
+// otherwise zero video, encoded by the VAE (its mean) and normalised, with a 4-channel mask
+// marking latent frame 0 as given, concatenated to the noisy latents at every step.
 //
 // Dtypes as Wan is run with diffusers: transformer and text encoder in `dtype` (bf16), the VAE
 // in `vae_dtype` (f32), the latents and the scheduler in f32.
@@ -45,7 +50,10 @@ struct WanRequest {
   double guidance_scale = 5.0;  // > 1: classifier-free guidance
   int64_t num_videos_per_prompt = 1;
   uint64_t seed = 0;
-  int64_t max_sequence_length = 512;
+  int64_t max_sequence_length = 512;  // I2V with image tokens: 512 (diffusers' attention split)
+  // Image-to-video folders: the first frame, u8 (H, W, 1 | 3 | 4) as io::read_png returns it
+  // (converted to RGB); resized to the video size.
+  Tensor image;
   // Initial latents (B * num_videos_per_prompt, z_dim, latent frames, H / 8, W / 8) instead of
   // seeded noise (diffusers' `latents` argument).
   Tensor latents;
@@ -69,9 +77,10 @@ struct WanResult {
 class WanPipeline {
  public:
   // A diffusers WanPipeline folder (transformer/, text_encoder/ UMT5EncoderModel, tokenizer/,
-  // vae/ AutoencoderKLWan, scheduler/ UniPCMultistepScheduler). NotFound naming missing
-  // components, InvalidArgument for components of another class or that do not fit together,
-  // Unsupported for the I2V / Wan 2.2 variants this class does not run yet.
+  // vae/ AutoencoderKLWan, scheduler/ UniPCMultistepScheduler), or a WanImageToVideoPipeline
+  // folder (the same plus image_encoder/ CLIPVisionModel and image_processor/). NotFound naming
+  // missing components, InvalidArgument for components of another class or that do not fit
+  // together, Unsupported for the Wan 2.2 variants this class does not run yet.
   static WanPipeline load(const std::filesystem::path& dir, const WanPipelineOptions& options = {});
   ~WanPipeline();
   WanPipeline(WanPipeline&&) noexcept;
@@ -86,6 +95,14 @@ class WanPipeline {
   WanResult generate(const WanRequest& request);
 
   bool text_encoder_resident() const;
+  bool is_image_to_video() const;
+  // WanImageToVideoPipeline.encode_image: CLIP hidden_states[-2] of one image, (1, L, image_dim)
+  // in vae_dtype; undefined when the transformer takes no image tokens.
+  Tensor encode_image(const Tensor& image) const;
+  // prepare_latents' condition for one image: cat(mask, normalised VAE latents of [image, 0, ...,
+  // 0]) (1, 4 + z_dim, latent frames, H / 8, W / 8) f32.
+  Tensor image_condition(const Tensor& image, int64_t height, int64_t width,
+                         int64_t num_frames) const;
   int64_t latent_frames(int64_t num_frames) const;  // (F - 1) / 4 + 1
   int64_t estimate_activation_bytes(const WanRequest& request) const;
 

@@ -59,4 +59,20 @@ run --frames 5 --out "$tmp/x.avi" >/dev/null 2>"$tmp/err"
 rc=$?
 set -e
 [[ $rc == 2 ]] && grep -q ".mp4, .gif or a folder" "$tmp/err" || fail "bad --out extension: $rc"
+# Image-to-video: the first frame from a PNG; a text-to-video folder refuses an image.
+i2v="$2/tests/data/golden/wan_pipeline/i2v"
+"$bin" generate --model "$i2v" --image "$i2v/input.png" --prompt "a cat" --steps 2 --size 48x32 \
+  --frames 5 --dtype f32 --out "$tmp/i.mp4" --quiet >/dev/null 2>"$tmp/err" ||
+  { cat "$tmp/err"; fail "i2v run failed"; }
+p="$(probe "$tmp/i.mp4")"
+[[ "$p" == *,48,32,16/1,5 ]] || fail "i.mp4 probes as '$p'"
+set +e
+"$bin" generate --model "$i2v" --prompt "a cat" --size 48x32 --frames 5 --out "$tmp/j.mp4" \
+  >/dev/null 2>"$tmp/err"
+rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q "needs an input image" "$tmp/err" || fail "i2v without --image: $rc"
+expect_fail 1 "text-to-video model" --frames 5 --image "$i2v/input.png"
+head -c 100 "$i2v/input.png" >"$tmp/trunc.png"
+expect_fail 1 "trunc.png" --frames 5 --image "$tmp/trunc.png"
 echo "cli generate video: ok"

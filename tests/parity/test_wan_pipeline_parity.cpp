@@ -6,13 +6,16 @@
 // with a bf16 transformer / text encoder, and for a batch of two prompts; plus the request
 // checks.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
+#include "mindiesd/io/png.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/pipelines/wan_pipeline.h"
 #include "parity/parity.h"
@@ -175,11 +178,90 @@ TEST(WanPipelineParity, SeededNoiseIsReproducibleAndBadRequestsFailEarly) {
   test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument, {"at most"});
 }
 
+// ---- image-to-video (the golden's i2v folder and i2v_run settings) ----
+
+WanRequest i2v_request() {
+  WanRequest r;
+  r.prompts = {meta().at("prompt")};
+  r.negative_prompts = {meta().at("negative_prompt")};
+  r.image = io::read_png(kDir + "/i2v/input.png");
+  r.height = 32;
+  r.width = 48;
+  r.num_frames = 5;
+  r.num_inference_steps = 3;
+  r.guidance_scale = 5.0;
+  r.max_sequence_length = 512;
+  r.latents = golden().get("i2v.noise");
+  return r;
+}
+
+TEST(WanPipelineParity, I2vImageInputsMatchDiffusers) {
+  WanPipelineOptions o;
+  o.dtype = DType::f32;
+  const WanPipeline pipe = WanPipeline::load(kDir + "/i2v", o);
+  EXPECT_TRUE(pipe.is_image_to_video());
+  const Tensor image = io::read_png(kDir + "/i2v/input.png");
+  // CLIPImageProcessor (PIL bicubic + crop + normalise) and CLIP hidden_states[-2].
+  expect_close(pipe.encode_image(image), golden().get("i2v.image_embeds"), 2e-6, 0.9999999,
+               "i2v image embeds");
+  // Lanczos resize to 48x32, frame 0 of a zero video, VAE mean, normalised, with the mask.
+  expect_close(pipe.image_condition(image, 32, 48, 5), golden().get("i2v.condition"), 1e-5,
+               0.9999999, "i2v condition (mask ++ latents)");
+}
+
+TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
+  WanPipelineOptions o;
+  o.dtype = DType::f32;
+  WanPipeline pipe = WanPipeline::load(kDir + "/i2v", o);
+  WanRequest r = i2v_request();
+  std::vector<Tensor> steps;
+  r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+  const pipelines::WanResult out = pipe.generate(r);
+  ASSERT_EQ(steps.size(), 3u);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    expect_close(steps[i], golden().get(str_cat("i2v.latents.", i)), 5e-5, 0.9999999,
+                 str_cat("i2v latents after step ", i));
+  }
+  expect_close(ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f),
+               golden().get("i2v.video"), 1e-4, 0.9999999, "i2v video (1, 3, 5, 32, 48)");
+}
+
+TEST(WanPipelineParity, I2vRequestsNeedAnImage) {
+  WanPipelineOptions o;
+  o.dtype = DType::f32;
+  const WanPipeline i2v = WanPipeline::load(kDir + "/i2v", o);
+  WanRequest r = i2v_request();
+  r.image = Tensor();
+  test::expect_error([&] { i2v.validate(r); }, ErrorKind::InvalidArgument,
+                     {"needs an input image"});
+  r = i2v_request();
+  r.max_sequence_length = 16;
+  test::expect_error([&] { i2v.validate(r); }, ErrorKind::InvalidArgument,
+                     {"max_sequence_length 512"});
+  r = i2v_request();
+  r.image = ops::full({4, 4}, 0.0);
+  test::expect_error([&] { i2v.validate(r); }, ErrorKind::InvalidArgument, {"u8 (H, W"});
+  const WanPipeline t2v = load(DType::f32);
+  WanRequest t = t2v_request();
+  t.image = io::read_png(kDir + "/i2v/input.png");
+  test::expect_error([&] { t2v.validate(t); }, ErrorKind::InvalidArgument, {"text-to-video model"});
+}
+
 TEST(WanPipelineParity, FolderProblemsAreNamed) {
-  test::expect_error([] { WanPipeline::load(kDir + "/i2v"); }, ErrorKind::Unsupported,
-                     {"WanImageToVideoPipeline"});
   test::expect_error([] { WanPipeline::load(kDir + "/t2v/vae"); }, ErrorKind::InvalidArgument,
                      {"single component"});
+  // The t2v folder without its VAE (links to everything else): named before any weights load.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / str_cat("wan_no_vae_", ::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const auto& e : std::filesystem::directory_iterator(kDir + "/t2v")) {
+    if (e.path().filename() != "vae") {
+      std::filesystem::create_symlink(e.path(), dir / e.path().filename());
+    }
+  }
+  test::expect_error([&] { WanPipeline::load(dir); }, ErrorKind::NotFound, {"vae"});
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -30,12 +30,13 @@ using pipelines::FluxPipeline;
 using pipelines::FluxPipelineOptions;
 using pipelines::FluxRequest;
 
-// A WanPipeline folder (model_index.json's _class_name) is run by the video command.
+// Wan folders (model_index.json's _class_name) are run by the video command.
 bool is_video_pipeline(const fs::path& folder) {
   std::ifstream in(folder / "model_index.json");
   if (!in) return false;
   const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("_class_name") && j["_class_name"] == "WanPipeline";
+  return j.is_object() && j.contains("_class_name") &&
+         (j["_class_name"] == "WanPipeline" || j["_class_name"] == "WanImageToVideoPipeline");
 }
 
 // out.png -> out-3.png for the 4th of several images.

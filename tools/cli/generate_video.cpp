@@ -9,6 +9,7 @@
 #include "cli_util.h"
 #include "generate.h"
 #include "mindiesd/core/error.h"
+#include "mindiesd/io/png.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/io/video.h"
 #include "mindiesd/pipelines/wan_pipeline.h"
@@ -23,8 +24,10 @@ using pipelines::WanPipelineOptions;
 using pipelines::WanRequest;
 
 constexpr const char* kVideoHelp =
-    "usage: mindiesd generate --model WAN_DIR --prompt TEXT [options]\n"
-    "  --model DIR              a diffusers WanPipeline folder (Wan2.1-T2V-1.3B/14B layout)\n"
+    "usage: mindiesd generate --model WAN_DIR --prompt TEXT [--image FIRST.png] [options]\n"
+    "  --model DIR              a diffusers WanPipeline (Wan2.1-T2V-1.3B/14B) or\n"
+    "                           WanImageToVideoPipeline (Wan2.1-I2V-14B-480P/720P) folder\n"
+    "  --image FILE             image-to-video folders: the first frame (PNG)\n"
     "  --prompt TEXT            repeat for a batch of prompts\n"
     "  --negative-prompt TEXT   classifier-free guidance against it (default \"\")\n"
     "  --guidance G             guidance scale (default 5.0; <= 1: no guidance)\n"
@@ -70,7 +73,7 @@ const char* generate_video_help() { return kVideoHelp; }
 int cmd_generate_video(const std::vector<std::string>& args, const std::string& model) {
   WanRequest req;
   WanPipelineOptions options;
-  std::string out = "out.mp4", latents_path;
+  std::string out = "out.mp4", latents_path, image_path;
   io::FrameRate fps(16);
   bool quiet = false;
   Container container = Container::mp4;
@@ -109,6 +112,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         out = value();
       else if (a == "--latents")
         latents_path = value();
+      else if (a == "--image")
+        image_path = value();
       else if (a == "--quiet")
         quiet = true;
       else if (a == "--dtype") {
@@ -147,6 +152,7 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
                    " tensors; --latents needs exactly one");
     req.latents = file.get(file.names().front()).to(DType::f32).contiguous();
   }
+  if (!image_path.empty()) req.image = io::read_png(image_path);  // Corrupt / NotFound named
   WanPipeline pipe = WanPipeline::load(model, options);
   pipe.validate(req);  // before anything heavy: frames, sizes, prompts, memory
   const bool tty = isatty(STDERR_FILENO);
