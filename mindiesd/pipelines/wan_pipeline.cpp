@@ -17,6 +17,7 @@
 #include "mindiesd/models/vae/autoencoder_kl_wan.h"
 #include "mindiesd/models/wan/wan_transformer.h"
 #include "mindiesd/pipelines/image_processing.h"
+#include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/schedulers/unipc_multistep.h"
 #include "mindiesd/text/t5_tokenizer.h"
 #include "mindiesd/text/tokens.h"
@@ -143,6 +144,52 @@ Tensor repeat_batch(const Tensor& x, int64_t n) {
   return ops::repeat(x, reps);
 }
 
+// The schedulers a Wan folder may carry, behind one call shape: UniPCMultistepScheduler in flow
+// mode (what Wan2.1 ships) or FlowMatchEulerDiscreteScheduler (swapped in by users, e.g. for
+// few-step distilled weights).
+class WanScheduler {
+ public:
+  static WanScheduler load(const io::Component& c) {
+    WanScheduler w;
+    if (c.class_name == "FlowMatchEulerDiscreteScheduler") {
+      w.euler_.emplace(schedulers::FlowMatchEulerDiscreteScheduler::load(c));
+      MINDIESD_CHECK(!w.euler_->config().use_dynamic_shifting, InvalidArgument, c.dir.string(),
+                     ": FlowMatchEulerDiscreteScheduler with use_dynamic_shifting needs mu, "
+                     "which the Wan pipelines do not pass (diffusers refuses it too)");
+    } else {
+      MINDIESD_CHECK(c.class_name == "UniPCMultistepScheduler", InvalidArgument, c.dir.string(),
+                     ": scheduler ", c.class_name,
+                     " is not supported by the Wan pipelines (UniPCMultistepScheduler or "
+                     "FlowMatchEulerDiscreteScheduler)");
+      w.unipc_.emplace(schedulers::UniPCMultistepScheduler::load(c));
+    }
+    return w;
+  }
+  void set_timesteps(int64_t n) {
+    if (euler_)
+      euler_->set_timesteps(n);
+    else
+      unipc_->set_timesteps(n);
+  }
+  int64_t num_inference_steps() const {
+    return euler_ ? euler_->num_inference_steps() : unipc_->num_inference_steps();
+  }
+  // t.expand(B) as the pipeline passes it: UniPC's int64 timesteps, FlowMatchEuler's float32.
+  Tensor timestep(int64_t i, int64_t batch) const {
+    return euler_ ? ops::full({batch}, euler_->timesteps()[i], DType::f32)
+                  : ops::full({batch}, static_cast<double>(unipc_->timesteps()[i]), DType::i64);
+  }
+  // UniPC returns the sample's dtype (f32 latents stay f32); FlowMatchEuler returns the model
+  // output's (diffusers' Euler step casts back to it), so latents follow the transformer dtype.
+  Tensor step(const Tensor& model_output, int64_t i, const Tensor& sample) {
+    return euler_ ? euler_->step(model_output, i, sample) : unipc_->step(model_output, sample);
+  }
+
+ private:
+  std::optional<schedulers::UniPCMultistepScheduler> unipc_;
+  std::optional<schedulers::FlowMatchEulerDiscreteScheduler> euler_;
+};
+
 }  // namespace
 
 std::string wan_prompt_clean(std::string_view text) {
@@ -168,7 +215,7 @@ struct WanPipeline::Impl {
   io::DiffusersFolder folder;
   io::WanTransformer3DModelConfig transformer_config;
   io::AutoencoderKLWanConfig vae_config;
-  schedulers::UniPCMultistepScheduler scheduler;
+  WanScheduler scheduler;
   text::T5Tokenizer tokenizer;
   std::optional<models::WanTransformer3DModel> transformer;
   std::optional<models::AutoencoderKLWan> vae;
@@ -198,7 +245,7 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
       {"transformer", "WanTransformer3DModel"},
       {"vae", "AutoencoderKLWan"},
       {"text_encoder", "UMT5EncoderModel"},
-      {"scheduler", "UniPCMultistepScheduler"},
+      {"scheduler", ""},  // UniPC or FlowMatchEuler (WanScheduler)
       {"tokenizer", ""}};
   std::string missing;
   for (const auto& [name, cls] : needed) {
@@ -222,7 +269,7 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                folder,
                {},
                {},
-               schedulers::UniPCMultistepScheduler::load(folder.component("scheduler")),
+               WanScheduler::load(folder.component("scheduler")),
                text::T5Tokenizer::from_folder(folder.component("tokenizer").dir),
                std::nullopt,
                std::nullopt,
@@ -423,6 +470,14 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   cpu_allocator().reset_peak();
 
   auto t0 = std::chrono::steady_clock::now();
+  // Both sides of the guidance with one load of UMT5, released before denoising.
+  const bool keep = s.options.keep_text_encoder;
+  struct Restore {
+    bool& flag;
+    bool value;
+    ~Restore() { flag = value; }
+  } restore{s.options.keep_text_encoder, keep};
+  s.options.keep_text_encoder = true;
   const Tensor cond = encode_prompt(r.prompts, r.num_videos_per_prompt, r.max_sequence_length);
   const bool cfg = r.guidance_scale > 1.0;
   Tensor uncond;
@@ -432,6 +487,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
     if (neg.size() == 1) neg.assign(r.prompts.size(), neg.front());
     uncond = encode_prompt(neg, r.num_videos_per_prompt, r.max_sequence_length);
   }
+  if (!keep) s.text_encoder.reset();
   result.timings.text_encoding_s = seconds_since(t0);
 
   const int64_t batch = cond.size(0), sp = s.vae->spatial_scale();
@@ -463,8 +519,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       const Tensor parts[] = {latents, condition};
       input = ops::cat(parts, 1).to(dtype);
     }
-    const Tensor t =
-        ops::full({batch}, static_cast<double>(s.scheduler.timesteps()[i]), DType::i64);
+    const Tensor t = s.scheduler.timestep(i, batch);
     cond_in.hidden_states = input;
     cond_in.timestep = t;
     Tensor noise_pred = s.transformer->forward(cond_in);
@@ -476,7 +531,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       noise_pred = ops::add(noise_uncond, ops::affine(ops::sub(noise_pred, noise_uncond),
                                                       static_cast<float>(r.guidance_scale), 0.0f));
     }
-    latents = s.scheduler.step(noise_pred.to(Device::cpu()), latents);
+    latents = s.scheduler.step(noise_pred.to(Device::cpu()), i, latents);
     if (r.on_step) r.on_step({i + 1, steps, seconds_since(t0), latents});
   }
   result.timings.denoising_s = seconds_since(t0);

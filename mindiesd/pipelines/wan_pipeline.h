@@ -67,7 +67,7 @@ struct WanTimings {
 struct WanResult {
   // (N, F, 3, H, W) f32 in [0, 1]: videos.select(0, i) is what io::write_mp4 takes.
   Tensor videos;
-  Tensor latents;  // final latents (N, z_dim, T, h, w), f32
+  Tensor latents;  // final latents (N, z_dim, T, h, w): f32 (UniPC), the model dtype (Euler)
   WanTimings timings;
   int64_t peak_allocated_bytes = 0;
   int64_t peak_reserved_bytes = 0;
@@ -77,7 +77,8 @@ struct WanResult {
 class WanPipeline {
  public:
   // A diffusers WanPipeline folder (transformer/, text_encoder/ UMT5EncoderModel, tokenizer/,
-  // vae/ AutoencoderKLWan, scheduler/ UniPCMultistepScheduler), or a WanImageToVideoPipeline
+  // vae/ AutoencoderKLWan, scheduler/ UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler),
+  // or a WanImageToVideoPipeline
   // folder (the same plus image_encoder/ CLIPVisionModel and image_processor/). NotFound naming
   // missing components, InvalidArgument for components of another class or that do not fit
   // together, Unsupported for the Wan 2.2 variants this class does not run yet.

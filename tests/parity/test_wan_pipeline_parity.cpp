@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -176,6 +178,44 @@ TEST(WanPipelineParity, SeededNoiseIsReproducibleAndBadRequestsFailEarly) {
   bad = t2v_request();
   bad.num_frames = 4 * 1000 + 1;
   test::expect_error([&] { pipe.validate(bad); }, ErrorKind::InvalidArgument, {"at most"});
+}
+
+// The t2v folder with FlowMatchEulerDiscreteScheduler as its scheduler (links to the t2v
+// components, the golden's euler_scheduler/ as scheduler/, model_index.json naming the class).
+std::filesystem::path euler_folder() {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / str_cat("wan_euler_", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(kDir + "/t2v")) {
+    const std::string name = e.path().filename().string();
+    if (name != "scheduler" && name != "model_index.json") fs::create_symlink(e.path(), dir / name);
+  }
+  fs::create_symlink(kDir + "/euler_scheduler", dir / "scheduler");
+  std::ifstream in(kDir + "/t2v/model_index.json");
+  nlohmann::json index = nlohmann::json::parse(in);
+  index["scheduler"] = {"diffusers", "FlowMatchEulerDiscreteScheduler"};
+  std::ofstream(dir / "model_index.json") << index.dump(2);
+  return dir;
+}
+
+TEST(WanPipelineParity, FlowMatchEulerSchedulerMatchesDiffusers) {
+  const std::filesystem::path dir = euler_folder();
+  WanPipelineOptions o;
+  o.dtype = DType::f32;
+  WanPipeline pipe = WanPipeline::load(dir, o);
+  WanRequest r = t2v_request();
+  std::vector<Tensor> steps;
+  r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+  const pipelines::WanResult out = pipe.generate(r);
+  ASSERT_EQ(steps.size(), 4u);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    expect_close(steps[i], golden().get(str_cat("t2v_euler.latents.", i)), 5e-5, 0.9999999,
+                 str_cat("euler latents after step ", i));
+  }
+  expect_close(ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f),
+               golden().get("t2v_euler.video"), 1e-4, 0.9999999, "euler video");
+  std::filesystem::remove_all(dir);
 }
 
 // ---- image-to-video (the golden's i2v folder and i2v_run settings) ----

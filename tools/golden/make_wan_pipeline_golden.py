@@ -67,6 +67,12 @@ Writes tests/data/golden/wan_pipeline/:
       t2v_b2.timesteps (I64), .sigmas    (3,), (4,)
       t2v_b2.latents.<i>                 (2, 4, 3, 4, 6), i = 0..2
       t2v_b2.video                       (2, 3, 9, 32, 48)
+    t2v_euler.*  the t2v run (same noise, prompts, settings) with FlowMatchEulerDiscreteScheduler
+           (num_train_timesteps 1000, shift 3.0; its scheduler_config.json in euler_scheduler/)
+           swapped in: float timesteps, latents rounded to the transformer's dtype by step().
+      t2v_euler.timesteps (F32), .sigmas (4,), (5,)
+      t2v_euler.latents.<i>              (1, 4, 3, 4, 6), i = 0..3
+      t2v_euler.video                    (1, 3, 9, 32, 48)
     i2v.*  image input.png, PROMPT, NEGATIVE, 32x48, 5 frames, 3 steps, guidance 5.0, L 512, f32.
            L is 512, not 16: diffusers' WanAttnProcessor splits the I2V cross-attention context
            as "the last 512 tokens are text, the rest image", so any other L mixes image and text
@@ -142,8 +148,8 @@ import sys
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import (AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline,
-                       WanPipeline, WanTransformer3DModel)
+from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler,
+                       WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel)
 from safetensors.torch import load_file
 from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel,
                           UMT5EncoderModel)
@@ -420,6 +426,13 @@ def record_t2v(out):
     t.update(run(pipe, "t2v_b2", B2_RUN, noise,
                  ("noise", "timesteps", "sigmas", "latents.", "video")))
     assert torch.allclose(t["t2v_b2.prompt_embeds"][0], t["t2v.prompt_embeds"][0], atol=1e-6)
+
+    # The t2v run with FlowMatchEulerDiscreteScheduler swapped in (its config saved alone in
+    # euler_scheduler/, as a folder's scheduler/ would hold it).
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(**EULER)
+    pipe.scheduler.save_config(os.path.join(out, "euler_scheduler"))
+    t.update(run(pipe, "t2v_euler", T2V_RUN, t["t2v.noise"],
+                 ("timesteps", "sigmas", "latents.", "video")))
     return t
 
 
@@ -465,6 +478,9 @@ def record_i2v(out):
     return t
 
 
+EULER = dict(num_train_timesteps=1000, shift=3.0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -491,6 +507,7 @@ def main():
         "negative_prompt_clean": clean_without_ftfy(NEGATIVE),
         "t2v_run": json.dumps(T2V_RUN), "t2v_bf16_run": json.dumps(T2V_RUN),
         "t2v_b2_run": json.dumps(B2_RUN), "i2v_run": json.dumps(I2V_RUN),
+        "t2v_euler_run": json.dumps(T2V_RUN), "euler_scheduler": json.dumps(EULER),
         "scheduler": json.dumps(SCHEDULER), "vae_latents_mean": json.dumps(vae_mean),
         "vae_latents_std": json.dumps(vae_std),
         "torch": torch.__version__, "diffusers": diffusers.__version__,
