@@ -196,25 +196,14 @@ int64_t FluxPipeline::estimate_activation_bytes(const FluxRequest& r) const {
 }
 
 void FluxPipeline::validate(const FluxRequest& r) const {
-  MINDIESD_CHECK(!r.prompts.empty(), InvalidArgument, "no prompt given");
-  check_prompts(r.prompts, "prompt", false);
+  check_request_basics(r.prompts, r.negative_prompts, r.num_inference_steps, r.guidance_scale);
   MINDIESD_CHECK(r.prompts_2.empty() || r.prompts_2.size() == r.prompts.size(), InvalidArgument,
                  r.prompts_2.size(), " T5 prompts (prompt_2) for ", r.prompts.size(), " prompts");
   check_prompts(r.prompts_2, "prompt_2", false);
-  MINDIESD_CHECK(r.negative_prompts.empty() || r.negative_prompts.size() == r.prompts.size() ||
-                     r.negative_prompts.size() == 1,
-                 InvalidArgument, r.negative_prompts.size(), " negative prompts for ",
-                 r.prompts.size(), " prompts (give one, or one per prompt)");
-  check_prompts(r.negative_prompts, "negative prompt", true);
   MINDIESD_CHECK(std::isfinite(r.true_cfg_scale) && r.true_cfg_scale >= 1.0, InvalidArgument,
                  "true_cfg_scale must be >= 1, got ", r.true_cfg_scale);
   MINDIESD_CHECK(r.true_cfg_scale == 1.0 || !r.negative_prompts.empty(), InvalidArgument,
                  "true_cfg_scale ", r.true_cfg_scale, " needs a negative prompt");
-  MINDIESD_CHECK(r.num_inference_steps > 0 && r.num_inference_steps <= 1000, InvalidArgument,
-                 "steps must be in [1, 1000], got ", r.num_inference_steps);
-  MINDIESD_CHECK(
-      std::isfinite(r.guidance_scale) && r.guidance_scale >= 0 && r.guidance_scale <= 100,
-      InvalidArgument, "guidance scale must be in [0, 100], got ", r.guidance_scale);
   MINDIESD_CHECK(r.num_images_per_prompt >= 1 && r.num_images_per_prompt <= 64, InvalidArgument,
                  "num_images_per_prompt must be in [1, 64], got ", r.num_images_per_prompt);
   MINDIESD_CHECK(r.prompts.size() * r.num_images_per_prompt <= 256, InvalidArgument,

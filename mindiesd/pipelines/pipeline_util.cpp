@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -52,6 +53,22 @@ void check_prompts(const std::vector<std::string>& prompts, const char* what, bo
                    " (only the first max_sequence_length tokens are used)");
     text::check_text(p, str_cat(what, " ", i));
   }
+}
+
+void check_request_basics(const std::vector<std::string>& prompts,
+                          const std::vector<std::string>& negative_prompts, int64_t steps,
+                          double guidance_scale) {
+  MINDIESD_CHECK(!prompts.empty(), InvalidArgument, "no prompt given");
+  check_prompts(prompts, "prompt", false);
+  MINDIESD_CHECK(negative_prompts.empty() || negative_prompts.size() == prompts.size() ||
+                     negative_prompts.size() == 1,
+                 InvalidArgument, negative_prompts.size(), " negative prompts for ", prompts.size(),
+                 " prompts (give one, or one per prompt)");
+  check_prompts(negative_prompts, "negative prompt", true);
+  MINDIESD_CHECK(steps > 0 && steps <= 1000, InvalidArgument, "steps must be in [1, 1000], got ",
+                 steps);
+  MINDIESD_CHECK(std::isfinite(guidance_scale) && guidance_scale >= 0 && guidance_scale <= 100,
+                 InvalidArgument, "guidance scale must be in [0, 100], got ", guidance_scale);
 }
 
 Tensor postprocess_image(const Tensor& decoded) {

@@ -30,6 +30,13 @@ std::string gib(int64_t bytes);  // "1.25 GiB"
 // valid UTF-8.
 void check_prompts(const std::vector<std::string>& prompts, const char* what, bool allow_empty);
 
+// The checks every text-conditioned request shares: at least one prompt, negative prompts none,
+// one or one per prompt, steps in [1, 1000], a finite guidance scale in [0, 100].
+// InvalidArgument naming the problem.
+void check_request_basics(const std::vector<std::string>& prompts,
+                          const std::vector<std::string>& negative_prompts, int64_t steps,
+                          double guidance_scale);
+
 // (N, C, ...) decoder output in [-1, 1] -> f32 in [0, 1]: (x / 2 + 0.5).clamp(0, 1) in the
 // decoder's dtype, as diffusers' VaeImageProcessor / VideoProcessor postprocess computes it.
 Tensor postprocess_image(const Tensor& decoded);

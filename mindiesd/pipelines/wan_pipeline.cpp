@@ -382,18 +382,7 @@ int64_t WanPipeline::estimate_activation_bytes(const WanRequest& r) const {
 }
 
 void WanPipeline::validate(const WanRequest& r) const {
-  MINDIESD_CHECK(!r.prompts.empty(), InvalidArgument, "no prompt given");
-  check_prompts(r.prompts, "prompt", false);
-  MINDIESD_CHECK(r.negative_prompts.empty() || r.negative_prompts.size() == r.prompts.size() ||
-                     r.negative_prompts.size() == 1,
-                 InvalidArgument, r.negative_prompts.size(), " negative prompts for ",
-                 r.prompts.size(), " prompts (give one, or one per prompt)");
-  check_prompts(r.negative_prompts, "negative prompt", true);
-  MINDIESD_CHECK(r.num_inference_steps > 0 && r.num_inference_steps <= 1000, InvalidArgument,
-                 "steps must be in [1, 1000], got ", r.num_inference_steps);
-  MINDIESD_CHECK(
-      std::isfinite(r.guidance_scale) && r.guidance_scale >= 0 && r.guidance_scale <= 100,
-      InvalidArgument, "guidance scale must be in [0, 100], got ", r.guidance_scale);
+  check_request_basics(r.prompts, r.negative_prompts, r.num_inference_steps, r.guidance_scale);
   MINDIESD_CHECK(r.num_videos_per_prompt >= 1 && r.num_videos_per_prompt <= 16, InvalidArgument,
                  "num_videos_per_prompt must be in [1, 16], got ", r.num_videos_per_prompt);
   MINDIESD_CHECK(r.prompts.size() * r.num_videos_per_prompt <= 64, InvalidArgument,

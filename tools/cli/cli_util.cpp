@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "mindiesd/core/error.h"
+
 namespace mindiesd::cli {
 
 namespace fs = std::filesystem;
@@ -15,6 +17,20 @@ std::pair<int64_t, int64_t> parse_size(const std::string& text) {
   if (x == std::string::npos) throw UsageError{"--size: expected WxH, got '" + text + "'"};
   return {parse_number<int64_t>("--size", text.substr(0, x)),
           parse_number<int64_t>("--size", text.substr(x + 1))};
+}
+
+DType parse_dtype(const std::string& d) {
+  if (d == "bf16") return DType::bf16;
+  if (d == "f32") return DType::f32;
+  throw UsageError{"--dtype: bf16 or f32, got '" + d + "'"};
+}
+
+Device parse_device(const std::string& d) {
+  try {
+    return Device::parse(d);
+  } catch (const Error&) {
+    throw UsageError{"--device: cpu, cuda or cuda:N, got '" + d + "'"};
+  }
 }
 
 std::string format_seconds(double s) {

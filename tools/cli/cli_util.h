@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "mindiesd/core/device.h"
+#include "mindiesd/core/dtype.h"
 #include "mindiesd/pipelines/pipeline_util.h"
 
 namespace mindiesd::cli {
@@ -27,6 +29,9 @@ T parse_number(const std::string& flag, const std::string& text) {
 
 // "1024x768" (width x height), also "1024*768" as the suite's service spells it.
 std::pair<int64_t, int64_t> parse_size(const std::string& text);
+// --dtype bf16|f32 and --device cpu|cuda[:N] (UsageError naming the flag otherwise).
+DType parse_dtype(const std::string& text);
+Device parse_device(const std::string& text);
 std::string format_seconds(double s);
 std::string format_bytes(int64_t b);
 // One progress line on stderr: redrawn in place on a terminal, one line per step in a log.

@@ -165,22 +165,11 @@ int cmd_generate(const std::vector<std::string>& args) {
         latents_path = value();
       else if (a == "--quiet")
         quiet = true;
-      else if (a == "--dtype") {
-        const std::string& d = value();
-        if (d == "bf16")
-          options.dtype = DType::bf16;
-        else if (d == "f32")
-          options.dtype = DType::f32;
-        else
-          throw UsageError{"--dtype: bf16 or f32, got '" + d + "'"};
-      } else if (a == "--device") {
-        const std::string& d = value();
-        try {
-          options.device = Device::parse(d);
-        } catch (const Error&) {
-          throw UsageError{"--device: cpu, cuda or cuda:N, got '" + d + "'"};
-        }
-      } else if (a == "--vae-tiling") {
+      else if (a == "--dtype")
+        options.dtype = parse_dtype(value());
+      else if (a == "--device")
+        options.device = parse_device(value());
+      else if (a == "--vae-tiling") {
         const std::string& t = value();
         if (t == "auto")
           options.vae_tiling = FluxPipelineOptions::VaeTiling::automatic;
