@@ -53,9 +53,10 @@ TEST(AutoencoderKlWanParity, DecodesVideoLikeDiffusersInF32) {
   const Tensor video = vae.decode(golden.get("dec.z"));
   EXPECT_EQ(video.dtype(), DType::f32);
   EXPECT_EQ(video.shape(), (Shape{1, 3, 9, 32, 48}));
-  // f32 on both sides, summation orders differ; ~4% of the values are clamped at +-1 on both.
-  expect_close(video, golden.get("dec.video"), 2e-5, 0.9999999, "wan vae decode f32 (3 -> 9)");
-  expect_close(vae.decode(golden.get("dec1.z")), golden.get("dec1.video"), 2e-5, 0.9999999,
+  // f32 on both sides, summation orders differ through 20 convolutions (oneDNN picks its kernel
+  // per ISA; measured 1.6e-5 to 2.0e-5); ~4% of the values are clamped at +-1 on both.
+  expect_close(video, golden.get("dec.video"), 5e-5, 0.9999999, "wan vae decode f32 (3 -> 9)");
+  expect_close(vae.decode(golden.get("dec1.z")), golden.get("dec1.video"), 5e-5, 0.9999999,
                "wan vae decode f32 (B=2, one frame)");
 }
 
