@@ -1,17 +1,18 @@
 // Wan 2.1 text-to-video and image-to-video, following diffusers' WanPipeline
 // (pipelines/wan/pipeline_wan.py) and WanImageToVideoPipeline (pipeline_wan_i2v.py):
 // prompt_clean -> UMT5 embeddings (cut at each prompt's length, zero-padded) -> f32 latents
-// (B, z_dim, (F - 1) / 4 + 1, H / 8, W / 8) -> UniPC (flow) denoising with classifier-free
-// guidance against a negative prompt (two transformer passes per step, guidance in the
-// transformer's dtype) -> `latents / (1 / std) + mean` -> AutoencoderKLWan decode, chunked in
-// time -> frames in [0, 1].
+// (B, z_dim, (F - 1) / 4 + 1, H / 8, W / 8) -> UniPC (flow) or flow-matching Euler denoising
+// with classifier-free guidance against a negative prompt (two transformer passes per step,
+// guidance in the transformer's dtype) -> `latents / (1 / std) + mean` -> AutoencoderKLWan
+// decode, chunked in time -> frames in [0, 1].
 // Image-to-video adds: CLIP ViT hidden_states[-2] of the image (CLIPImageProcessor) as the
 // transformer's image tokens; the image resized to the video size (Lanczos) as frame 0 of an
 // otherwise zero video, encoded by the VAE (its mean) and normalised, with a 4-channel mask
 // marking latent frame 0 as given, concatenated to the noisy latents at every step.
 //
 // Dtypes as Wan is run with diffusers: transformer and text encoder in `dtype` (bf16), the VAE
-// in `vae_dtype` (f32), the latents and the scheduler in f32.
+// in `vae_dtype` (f32), the latents and the scheduler in f32 (with FlowMatchEuler the latents
+// take the transformer's dtype after the first step, as diffusers' step returns them).
 //
 // Memory: weights are mmapped and used in place when stored in the run dtype; the text encoder
 // is loaded for prompt encoding and released before denoising (UMT5-XXL, 5.7B, and the 14B
