@@ -257,18 +257,8 @@ FluxPromptEmbeds FluxPipeline::encode_prompt(const std::vector<std::string>& pro
     s.t5.emplace(models::T5EncoderModel::load(s.folder.component("text_encoder_2"), dtype));
   Tensor embeds = s.t5->forward(text::ids_tensor(t5_ids));
   if (!s.options.keep_text_encoders) s.t5.reset();
-  if (num_images_per_prompt > 1) {
-    // repeat(1, n, 1).view(B * n, ...): each prompt's embedding n times in a row.
-    const std::vector<int64_t> idx = [&] {
-      std::vector<int64_t> v;
-      for (size_t p = 0; p < prompts.size(); ++p)
-        for (int64_t k = 0; k < num_images_per_prompt; ++k) v.push_back(static_cast<int64_t>(p));
-      return v;
-    }();
-    const Tensor index = text::ids_tensor({idx}).view({static_cast<int64_t>(idx.size())});
-    embeds = ops::index_select(embeds, 0, index);
-    pooled = ops::index_select(pooled, 0, index);
-  }
+  embeds = repeat_rows(embeds, num_images_per_prompt);
+  pooled = repeat_rows(pooled, num_images_per_prompt);
   return {embeds.to(dtype), pooled.to(dtype)};
 }
 

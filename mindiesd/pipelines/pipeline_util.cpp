@@ -71,6 +71,14 @@ void check_request_basics(const std::vector<std::string>& prompts,
                  InvalidArgument, "guidance scale must be in [0, 100], got ", guidance_scale);
 }
 
+Tensor repeat_rows(const Tensor& x, int64_t n) {
+  if (n == 1) return x;
+  std::vector<int64_t> idx;
+  for (int64_t p = 0; p < x.size(0); ++p)
+    for (int64_t k = 0; k < n; ++k) idx.push_back(p);
+  return ops::index_select(x, 0, text::ids_tensor({idx}).view({static_cast<int64_t>(idx.size())}));
+}
+
 Tensor postprocess_image(const Tensor& decoded) {
   // (x / 2 + 0.5).clamp(0, 1), in the decoder's dtype as diffusers computes it, then f32.
   return ops::clamp(ops::affine(decoded, 0.5f, 0.5f), 0.0f, 1.0f).to(DType::f32);

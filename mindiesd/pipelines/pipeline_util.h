@@ -37,6 +37,10 @@ void check_request_basics(const std::vector<std::string>& prompts,
                           const std::vector<std::string>& negative_prompts, int64_t steps,
                           double guidance_scale);
 
+// Each row of x (one per prompt) repeated n times in a row, as diffusers'
+// `embeds.repeat(1, n, 1).view(B * n, ...)` orders them; x itself when n is 1.
+Tensor repeat_rows(const Tensor& x, int64_t n);
+
 // (N, C, ...) decoder output in [-1, 1] -> f32 in [0, 1]: (x / 2 + 0.5).clamp(0, 1) in the
 // decoder's dtype, as diffusers' VaeImageProcessor / VideoProcessor postprocess computes it.
 Tensor postprocess_image(const Tensor& decoded);

@@ -127,15 +127,6 @@ size_t space_at(std::string_view s, size_t i) {
   return 0;
 }
 
-// Each prompt's index repeated n times in a row: repeat(1, n, 1).view(B * n, ...).
-Tensor repeat_rows(const Tensor& x, int64_t n) {
-  if (n == 1) return x;
-  std::vector<int64_t> idx;
-  for (int64_t p = 0; p < x.size(0); ++p)
-    for (int64_t k = 0; k < n; ++k) idx.push_back(p);
-  return ops::index_select(x, 0, text::ids_tensor({idx}).view({static_cast<int64_t>(idx.size())}));
-}
-
 // x.repeat(n, 1, ...): n copies of a batch-1 tensor.
 Tensor repeat_batch(const Tensor& x, int64_t n) {
   if (n == 1) return x;
@@ -284,14 +275,13 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
     io::ConfigReader v = folder.component("vae").config_reader();
     impl->vae_config = io::AutoencoderKLWanConfig::read(v);
   }
+  impl->vae.emplace(models::AutoencoderKLWan::load(folder.component("vae"), options.vae_dtype));
   const auto& tc = impl->transformer_config;
   const int64_t z = impl->vae_config.z_dim;
   impl->i2v = i2v;
   if (i2v) {
     // prepare_latents: latents ++ mask (vae_scale_factor_temporal channels) ++ image latents.
-    int64_t ts = 1;
-    for (size_t i = 0; i + 1 < impl->vae_config.dim_mult.size(); ++i)
-      if (impl->vae_config.temperal_downsample[i]) ts *= 2;
+    const int64_t ts = impl->vae->temporal_scale();
     MINDIESD_CHECK(tc.in_channels == 2 * z + ts && tc.out_channels == z, InvalidArgument,
                    dir.string(), ": an image-to-video transformer takes 2 x z_dim + ", ts, " = ",
                    2 * z + ts, " channels and predicts z_dim = ", z, "; this one takes ",
@@ -320,7 +310,6 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
   impl->transformer.emplace(
       models::WanTransformer3DModel::load(folder.component("transformer"), options.dtype)
           .to(options.device));
-  impl->vae.emplace(models::AutoencoderKLWan::load(folder.component("vae"), options.vae_dtype));
   impl->load_s = seconds_since(t0);
   return WanPipeline(std::move(impl));
 }
@@ -433,6 +422,16 @@ void WanPipeline::validate(const WanRequest& r) const {
 
 Tensor WanPipeline::encode_prompt(const std::vector<std::string>& prompts,
                                   int64_t num_videos_per_prompt, int64_t max_sequence_length) {
+  Tensor embeds = encode_with_text_encoder(prompts, num_videos_per_prompt, max_sequence_length);
+  if (!impl_->options.keep_text_encoder) impl_->text_encoder.reset();
+  return embeds;
+}
+
+// encode_prompt without releasing UMT5 afterwards (generate encodes both sides of the guidance
+// with one load).
+Tensor WanPipeline::encode_with_text_encoder(const std::vector<std::string>& prompts,
+                                             int64_t num_videos_per_prompt,
+                                             int64_t max_sequence_length) {
   Impl& s = *impl_;
   std::vector<std::vector<int64_t>> ids, masks;
   for (const std::string& p : prompts) {
@@ -444,9 +443,8 @@ Tensor WanPipeline::encode_prompt(const std::vector<std::string>& prompts,
     s.text_encoder.emplace(
         models::UMT5EncoderModel::load(s.folder.component("text_encoder"), s.options.dtype));
   }
-  Tensor embeds = models::umt5_prompt_embeds(*s.text_encoder, text::ids_tensor(ids),
-                                             text::ids_tensor(masks), max_sequence_length);
-  if (!s.options.keep_text_encoder) s.text_encoder.reset();
+  const Tensor embeds = models::umt5_prompt_embeds(*s.text_encoder, text::ids_tensor(ids),
+                                                   text::ids_tensor(masks), max_sequence_length);
   return repeat_rows(embeds, num_videos_per_prompt).to(s.options.dtype);
 }
 
@@ -460,23 +458,17 @@ WanResult WanPipeline::generate(const WanRequest& r) {
 
   auto t0 = std::chrono::steady_clock::now();
   // Both sides of the guidance with one load of UMT5, released before denoising.
-  const bool keep = s.options.keep_text_encoder;
-  struct Restore {
-    bool& flag;
-    bool value;
-    ~Restore() { flag = value; }
-  } restore{s.options.keep_text_encoder, keep};
-  s.options.keep_text_encoder = true;
-  const Tensor cond = encode_prompt(r.prompts, r.num_videos_per_prompt, r.max_sequence_length);
+  const Tensor cond =
+      encode_with_text_encoder(r.prompts, r.num_videos_per_prompt, r.max_sequence_length);
   const bool cfg = r.guidance_scale > 1.0;
   Tensor uncond;
   if (cfg) {  // negative_prompt = negative_prompt or "", one per prompt
     std::vector<std::string> neg = r.negative_prompts;
     if (neg.empty()) neg.assign(1, "");
     if (neg.size() == 1) neg.assign(r.prompts.size(), neg.front());
-    uncond = encode_prompt(neg, r.num_videos_per_prompt, r.max_sequence_length);
+    uncond = encode_with_text_encoder(neg, r.num_videos_per_prompt, r.max_sequence_length);
   }
-  if (!keep) s.text_encoder.reset();
+  if (!s.options.keep_text_encoder) s.text_encoder.reset();
   result.timings.text_encoding_s = seconds_since(t0);
 
   const int64_t batch = cond.size(0), sp = s.vae->spatial_scale();

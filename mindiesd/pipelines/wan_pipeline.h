@@ -112,6 +112,8 @@ class WanPipeline {
 
  private:
   explicit WanPipeline(std::unique_ptr<Impl> impl);
+  Tensor encode_with_text_encoder(const std::vector<std::string>& prompts,
+                                  int64_t num_videos_per_prompt, int64_t max_sequence_length);
   std::unique_ptr<Impl> impl_;
 };
 
