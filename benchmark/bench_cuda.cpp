@@ -9,6 +9,7 @@
 //   bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux]
 // GEMM MxNxK: C[M,N] = A[M,K] @ B[K,N], row-major bf16. Attention BxHxSxD: q, k, v (B,H,S,D).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -23,6 +24,8 @@
 
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
+
+#include "mindiesd/kernel/cuda/attention.h"
 
 namespace {
 
@@ -189,8 +192,28 @@ int main(int argc, char** argv) {
     const Tensor q = ops::randn({d[0], d[1], d[2], d[3]}, 5, 0, DType::bf16, gpu);
     const Tensor k = ops::randn({d[0], d[1], d[2], d[3]}, 6, 0, DType::bf16, gpu);
     const Tensor v = ops::randn({d[0], d[1], d[2], d[3]}, 7, 0, DType::bf16, gpu);
+    const double flops = 4.0 * d[0] * d[1] * d[2] * d[2] * d[3];
     const double secs = time_cuda([&] { (void)layer::attention_forward(q, k, v, Tensor(), "BNSD"); }, reps);
-    row("sdpa/" + s, secs, 4.0 * d[0] * d[1] * d[2] * d[2] * d[3]);
+    row("sdpa/" + s, secs, flops);
+    // The flash kernel's other block shape (8 warps, 128 query rows), launched directly.
+    const Tensor out = Tensor::empty(q.shape(), DType::bf16, gpu);
+    cuda::FlashArgs fa{};
+    fa.q = q.data_ptr();
+    fa.k = k.data_ptr();
+    fa.v = v.data_ptr();
+    fa.out = out.data_ptr();
+    for (int i = 0; i < 3; ++i) {
+      fa.q_stride[i] = q.stride(i);
+      fa.k_stride[i] = k.stride(i);
+      fa.v_stride[i] = v.stride(i);
+      fa.o_stride[i] = out.stride(i);
+    }
+    fa.batch = d[0], fa.hq = fa.hkv = d[1], fa.sq = fa.sk = d[2];
+    fa.scale = 1.0f / std::sqrt(static_cast<float>(d[3]));
+    fa.block_warps = 8;
+    auto stream = static_cast<cudaStream_t>(backend_for(gpu).default_stream(0).native());
+    row("flash8w/" + s, time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
+        flops);
   }
   const AllocatorStats st = backend_for(gpu).allocator(0).stats();
   std::printf("\nGPU allocator peak: %.2f GiB allocated, %.2f GiB reserved\n",

@@ -15,7 +15,8 @@ grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exc
 rm -rf .gpu/stage && mkdir -p .gpu/stage/.gpu-lib .gpu/whl
 files=($B/CTestTestfile.cmake $B/tests/CTestTestfile.cmake $B/tests/mindiesd_tests
   "$B/tests/mindiesd_tests[1]_include.cmake" "$B/tests/mindiesd_tests[1]_tests.cmake"
-  $B/mindiesd $B/mindiesd_cuda_emulation $B/benchmark/bench_cuda)
+  $B/mindiesd $B/mindiesd_cuda_emulation $B/mindiesd_cuda_attention_emulation
+  $B/benchmark/bench_cuda)
 for f in "${files[@]}"; do
   [ -f "$f" ] && { mkdir -p ".gpu/stage/$(dirname "$f")"; cp "$f" ".gpu/stage/$f"; }
 done

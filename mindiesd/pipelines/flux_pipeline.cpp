@@ -313,12 +313,16 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   if (s.transformer_config.guidance_embeds) {
     in.guidance = ops::full({batch}, r.guidance_scale, DType::f32);
   }
-  // The embeddings go to the transformer's device once, not every step.
+  // The embeddings go to the transformer's device once, not every step; the latents and the
+  // scheduler's arithmetic stay there for the whole loop, so the host does not wait for the
+  // device between steps (it queues step i + 1 while step i runs).
   const Device dev = s.transformer->device();
+  latents = latents.to(dev);
   const Tensor cond_embeds = cond.prompt_embeds.to(dev), cond_pooled = cond.pooled.to(dev);
   const Tensor uncond_embeds = true_cfg ? uncond.prompt_embeds.to(dev) : Tensor();
   const Tensor uncond_pooled = true_cfg ? uncond.pooled.to(dev) : Tensor();
   t0 = std::chrono::steady_clock::now();
+  StepReporter reporter(r.on_step, dev, r.num_inference_steps);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);
@@ -335,9 +339,11 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
       noise_pred = ops::add(
           neg, ops::affine(ops::sub(noise_pred, neg), static_cast<float>(r.true_cfg_scale), 0.0f));
     }
-    latents = s.scheduler.step(noise_pred.to(Device::cpu()), i, latents);
-    if (r.on_step) r.on_step({i + 1, r.num_inference_steps, seconds_since(t0), latents});
+    latents = s.scheduler.step(noise_pred, i, latents);
+    reporter.queued(i + 1, latents);
   }
+  reporter.finish();
+  latents = latents.to(Device::cpu());
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
 

@@ -16,6 +16,40 @@ namespace {
 constexpr size_t kMaxPromptBytes = 1 << 16;
 }  // namespace
 
+StepReporter::StepReporter(std::function<void(const StepInfo&)> on_step, Device device,
+                           int64_t total)
+    : on_step_(std::move(on_step)),
+      device_(device),
+      total_(total),
+      t0_(std::chrono::steady_clock::now()) {}
+
+StepReporter::~StepReporter() = default;
+
+void StepReporter::queued(int64_t step, const Tensor& latents) {
+  if (!on_step_) return;
+  if (device_.is_cpu()) {
+    on_step_({step, total_, seconds_since(t0_), latents});
+    return;
+  }
+  report_pending();
+  Backend& be = backend_for(device_);
+  if (!event_) event_ = be.new_event(device_.index);
+  event_->record(be.default_stream(device_.index));
+  pending_step_ = step;
+  pending_latents_ = latents;
+}
+
+void StepReporter::finish() { report_pending(); }
+
+void StepReporter::report_pending() {
+  if (pending_step_ == 0) return;
+  event_->synchronize();
+  const int64_t step = pending_step_;
+  pending_step_ = 0;
+  on_step_({step, total_, seconds_since(t0_), std::move(pending_latents_)});
+  pending_latents_ = Tensor();
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -4,9 +4,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/tensor.h"
 
 namespace mindiesd::pipelines {
@@ -16,7 +19,33 @@ struct StepInfo {
   int64_t step = 0;  // 1-based, after the step finished
   int64_t total = 0;
   double elapsed_s = 0;  // since the denoising loop started
-  Tensor latents;        // latents after the step (previews, tests)
+  Tensor latents;        // latents after the step, on the transformer's device (previews, tests)
+};
+
+// Calls a request's on_step for each denoising step without making the host wait for the device
+// after every step. On a device with its own queue (CUDA) a step is reported once the host has
+// queued the next one: the report waits for the step's event, so its time is when the device
+// finished it, and the device has the next step queued meanwhile. On the CPU a step is reported
+// as soon as it is done.
+class StepReporter {
+ public:
+  StepReporter(std::function<void(const StepInfo&)> on_step, Device device, int64_t total);
+  ~StepReporter();
+  StepReporter(const StepReporter&) = delete;
+  StepReporter& operator=(const StepReporter&) = delete;
+  void queued(int64_t step, const Tensor& latents);  // step is 1-based
+  void finish();                                     // reports the last step still pending
+
+ private:
+  void report_pending();
+
+  std::function<void(const StepInfo&)> on_step_;
+  Device device_;
+  int64_t total_;
+  std::chrono::steady_clock::time_point t0_;
+  std::unique_ptr<Event> event_;
+  int64_t pending_step_ = 0;  // 0: none
+  Tensor pending_latents_;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0);

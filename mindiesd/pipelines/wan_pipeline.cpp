@@ -479,13 +479,17 @@ WanResult WanPipeline::generate(const WanRequest& r) {
                                     r.seed);
   s.scheduler.set_timesteps(r.num_inference_steps);
 
+  // The latents, the I2V condition and the scheduler's arithmetic stay on the transformer's
+  // device for the whole loop: the host does not wait for the device between steps.
   const Device dev = s.transformer->device();
+  latents = latents.to(dev);
   models::WanForwardInputs cond_in, uncond_in;
   cond_in.encoder_hidden_states = cond.to(dev);
   if (cfg) uncond_in.encoder_hidden_states = uncond.to(dev);
   Tensor condition;  // I2V: (B, 4 + z_dim, T, h, w) f32, the same for every step
   if (s.i2v) {
-    condition = repeat_batch(image_condition(r.image, r.height, r.width, r.num_frames), batch);
+    condition =
+        repeat_batch(image_condition(r.image, r.height, r.width, r.num_frames), batch).to(dev);
     const Tensor image_embeds = encode_image(r.image);
     if (image_embeds.defined()) {
       cond_in.encoder_hidden_states_image = repeat_batch(image_embeds, batch).to(dtype).to(dev);
@@ -494,6 +498,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   }
   t0 = std::chrono::steady_clock::now();
   const int64_t steps = s.scheduler.num_inference_steps();
+  StepReporter reporter(r.on_step, dev, steps);
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)
@@ -512,9 +517,11 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       noise_pred = ops::add(noise_uncond, ops::affine(ops::sub(noise_pred, noise_uncond),
                                                       static_cast<float>(r.guidance_scale), 0.0f));
     }
-    latents = s.scheduler.step(noise_pred.to(Device::cpu()), i, latents);
-    if (r.on_step) r.on_step({i + 1, steps, seconds_since(t0), latents});
+    latents = s.scheduler.step(noise_pred, i, latents);
+    reporter.queued(i + 1, latents);
   }
+  reporter.finish();
+  latents = latents.to(Device::cpu());
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
 

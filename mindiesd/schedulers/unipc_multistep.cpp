@@ -30,7 +30,8 @@ float round_to(float v, DType t) {
 Tensor scale(const Tensor& t, float c) { return ops::affine(t, round_to(c, t.dtype()), 0.0f); }
 // `t / c`: a true division (not a product with 1 / c) by c in t's dtype, rounded once.
 Tensor divide(const Tensor& t, float c) {
-  const Tensor q = ops::div(t.to(DType::f32), ops::full({1}, round_to(c, t.dtype()), DType::f32));
+  const Tensor q = ops::div(t.to(DType::f32),
+                                ops::full({1}, round_to(c, t.dtype()), DType::f32, t.device()));
   return q.dtype() == t.dtype() ? q : q.to(t.dtype());
 }
 // a - b and a + b with PyTorch's promotion, each computed in f32 and rounded once.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/png.h"
@@ -264,6 +265,47 @@ TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
   }
   expect_close(ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f),
                golden().get("i2v.video"), 1e-4, 0.9999999, "i2v video (1, 3, 5, 32, 48)");
+}
+
+TEST(WanPipelineParity, TransformerOnCudaMatchesDiffusers) {
+  // --device cuda: the denoising transformer on the GPU, text encoder, scheduler and VAE on the
+  // host; the CPU run's bounds.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  for (const char* kind : {"t2v", "i2v"}) {
+    const bool i2v = std::string(kind) == "i2v";
+    WanPipelineOptions o;
+    o.dtype = DType::f32;
+    o.device = Device::cuda();
+    WanPipeline pipe = WanPipeline::load(kDir + "/" + kind, o);
+    WanRequest r = i2v ? i2v_request() : t2v_request();
+    std::vector<Tensor> steps;
+    r.on_step = [&](const pipelines::StepInfo& s) { steps.push_back(s.latents); };
+    const pipelines::WanResult out = pipe.generate(r);
+    ASSERT_EQ(steps.size(), static_cast<size_t>(r.num_inference_steps));
+    for (size_t i = 0; i < steps.size(); ++i) {
+      expect_close(steps[i], golden().get(str_cat(kind, ".latents.", i)), 5e-5, 0.9999999,
+                   str_cat(kind, " latents after step ", i, " (cuda)"));
+    }
+    const Tensor video = ops::affine(out.videos.permute({0, 2, 1, 3, 4}), 2.0f, -1.0f);
+    if (i2v) {
+      expect_close(video, golden().get("i2v.video"), 1e-4, 0.9999999, "i2v video (cuda)");
+    } else {
+      expect_close(frames_last(out.videos), golden().get("t2v.frames"), 5e-5, 0.9999999,
+                   "t2v frames (cuda)");
+    }
+  }
+  WanPipelineOptions o;
+  o.dtype = DType::bf16;
+  o.device = Device::cuda();
+  WanPipeline pipe = WanPipeline::load(kDir + "/t2v", o);
+  WanRequest r = t2v_request();
+  Tensor last;
+  r.on_step = [&](const pipelines::StepInfo& s) { last = s.latents; };
+  pipe.generate(r);
+  const test::Diff ours = test::compare_tensors(last, golden().get("t2v.latents.3"));
+  const test::Diff ref = test::compare_tensors(golden().get("t2v_bf16.latents.3"),
+                                               golden().get("t2v.latents.3"));
+  EXPECT_LE(ours.max_abs, 2.0 * ref.max_abs) << "bf16 on cuda vs the f32 golden";
 }
 
 TEST(WanPipelineParity, I2vRequestsNeedAnImage) {

@@ -1,12 +1,7 @@
 // Attention on CUDA, two kernels behind one op:
 //
-//  - flash: FlashAttention-2 (Dao, 2023) on the tensor cores for bf16 / f16 with head dims 64
-//    and 128 and no mask (the DiT case): a block of 4 warps owns 64 query rows (16 per warp),
-//    streams keys and values through shared memory 64 at a time, forms S = Q K^T with
-//    mma.sync m16n8k16 in f32, keeps the online-softmax state (row max, row sum) in registers,
-//    and feeds P (rounded to the input dtype, as FlashAttention does) straight from the S
-//    accumulators into O += P V. Q stays in registers for the whole key loop. V is stored
-//    transposed in shared memory so that every mma operand is a 32-bit shared-memory load.
+//  - flash: FlashAttention-2 on the tensor cores for bf16 / f16 with head dims 64 and 128 and no
+//    mask (the DiT case); the kernel body and its design are in flash_attention.cuh.
 //  - generic: any float dtype, any head dims up to 512, boolean or additive masks, any strides;
 //    one warp per (query row, head), f32 throughout. Correct everywhere, fast nowhere: it covers
 //    what the flash kernel does not.
@@ -27,202 +22,23 @@
 #include "mindiesd/kernel/cuda/attention.h"
 #include "mindiesd/kernel/cuda/cuda_utils.h"
 #include "mindiesd/kernel/cuda/dtype.cuh"
+#include "mindiesd/kernel/cuda/flash_attention.cuh"
 #include "mindiesd/kernel/cuda/kernels.h"
 
 namespace mindiesd::cuda {
 
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
+// ---- flash kernel (the body is flash_attention.cuh's, shared with the host emulation) --------
 
-// ---- flash kernel ---------------------------------------------------------------------------
-
-constexpr int kFlashWarps = 4;
-constexpr int kBr = 16 * kFlashWarps;  // query rows per block
-constexpr int kBc = 64;                // keys per iteration
-constexpr int kPad = 8;                // elements of padding per shared-memory row (16 bytes)
-
-template <typename T>
-struct MmaType;
-template <>
-struct MmaType<__nv_bfloat16> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static void mma(float* d, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
-template <>
-struct MmaType<__half> {
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&v);
-  }
-  __device__ static void mma(float* d, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-};
-
-// Fragment layouts of mma.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16"), with
-// g = lane / 4 and t = lane % 4:
-//   A (16 x 16, row): a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
-//   B (16 x 8, col):  b[0] = (k 2t..2t+1, n g), b[1] = (k 2t+8..2t+9, n g)
-//   C (16 x 8, f32):  c[0..1] = (g, 2t..2t+1), c[2..3] = (g+8, 2t..2t+1)
-template <typename T, int D, bool kCausal>
-__global__ void __launch_bounds__(32 * kFlashWarps)
-    flash_attention_kernel(FlashArgs args) {
-  using M = MmaType<T>;
-  __shared__ __align__(16) T ks[kBc][D + kPad];  // K tile, row-major (key, d)
-  __shared__ __align__(16) T vt[D][kBc + kPad];  // V tile transposed (dv, key)
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int64_t b = blockIdx.z, h = blockIdx.y;
-  const int64_t hk = h / (args.hq / args.hkv);
-  const int64_t q0 = static_cast<int64_t>(blockIdx.x) * kBr;
-  const int64_t row0 = q0 + warp * 16 + g, row1 = row0 + 8;  // this thread's two query rows
-
-  const T* q = static_cast<const T*>(args.q) + b * args.q_stride[0] + h * args.q_stride[1];
-  const T* k = static_cast<const T*>(args.k) + b * args.k_stride[0] + hk * args.k_stride[1];
-  const T* v = static_cast<const T*>(args.v) + b * args.v_stride[0] + hk * args.v_stride[1];
-  T* o = static_cast<T*>(args.out) + b * args.o_stride[0] + h * args.o_stride[1];
-
-  // Q fragments for the whole head dim, loaded once (rows past Sq are zeros).
-  uint32_t qf[D / 16][4];
-  {
-    const uint32_t* r0 = row0 < args.sq ? reinterpret_cast<const uint32_t*>(q + row0 * args.q_stride[2]) : nullptr;
-    const uint32_t* r1 = row1 < args.sq ? reinterpret_cast<const uint32_t*>(q + row1 * args.q_stride[2]) : nullptr;
-#pragma unroll
-    for (int s = 0; s < D / 16; ++s) {
-      qf[s][0] = r0 ? r0[s * 8 + t] : 0u;
-      qf[s][1] = r1 ? r1[s * 8 + t] : 0u;
-      qf[s][2] = r0 ? r0[s * 8 + 4 + t] : 0u;
-      qf[s][3] = r1 ? r1[s * 8 + 4 + t] : 0u;
-    }
-  }
-
-  float acc[D / 8][4];
-#pragma unroll
-  for (int n = 0; n < D / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
-  const float scale_log2 = args.scale * kLog2e;
-  const int64_t shift = args.sk - args.sq;  // causal: row i sees keys j <= i + shift
-
-  int64_t k_end = args.sk;
-  if (kCausal) k_end = min(k_end, q0 + kBr - 1 + shift + 1);
-  for (int64_t k0 = 0; k0 < k_end; k0 += kBc) {
-    // K and V tiles: 16-byte chunks, coalesced along d; keys past Sk are zeros.
-    constexpr int kChunks = kBc * D / 8;
-    for (int c = threadIdx.x; c < kChunks; c += 32 * kFlashWarps) {
-      const int j = c / (D / 8), d8 = (c % (D / 8)) * 8;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (k0 + j < args.sk) {
-        kv = *reinterpret_cast<const uint4*>(k + (k0 + j) * args.k_stride[2] + d8);
-        vv = *reinterpret_cast<const uint4*>(v + (k0 + j) * args.v_stride[2] + d8);
-      }
-      *reinterpret_cast<uint4*>(&ks[j][d8]) = kv;
-      const T* ve = reinterpret_cast<const T*>(&vv);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) vt[d8 + e][j] = ve[e];
-    }
-    __syncthreads();
-
-    // S = Q K^T for this warp's 16 rows x 64 keys.
-    float s[kBc / 8][4];
-#pragma unroll
-    for (int n = 0; n < kBc / 8; ++n) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t bf[2];
-        bf[0] = *reinterpret_cast<const uint32_t*>(&ks[n * 8 + g][kk * 16 + 2 * t]);
-        bf[1] = *reinterpret_cast<const uint32_t*>(&ks[n * 8 + g][kk * 16 + 8 + 2 * t]);
-        M::mma(s[n], qf[kk], bf);
-      }
-    }
-
-    // Online softmax over the two rows this thread holds (the 4 threads of a quad share a row).
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int64_t row = r == 0 ? row0 : row1;
-      float mx = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < kBc / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t j = k0 + n * 8 + 2 * t + e;
-          float x = s[n][2 * r + e] * scale_log2;  // logits in log2 units
-          if (j >= args.sk || (kCausal && j > row + shift)) x = -INFINITY;
-          s[n][2 * r + e] = x;
-          mx = fmaxf(mx, x);
-        }
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[r], mx);
-      // Nothing visible yet: keep the state; exp2(-inf - 0) makes every p zero.
-      const float base = m_new == -INFINITY ? 0.0f : m_new;
-      const float alpha = exp2f(m_run[r] - base);
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < kBc / 8; ++n) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float p = exp2f(s[n][2 * r + e] - base);
-          s[n][2 * r + e] = p;
-          sum += p;
-        }
-      }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      l_run[r] = l_run[r] * alpha + sum;
-      m_run[r] = m_new;
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        acc[n][2 * r] *= alpha;
-        acc[n][2 * r + 1] *= alpha;
-      }
-    }
-
-    // O += P V: P from the S accumulators (two 8-key tiles make one 16-key A fragment).
-#pragma unroll
-    for (int kk = 0; kk < kBc / 16; ++kk) {
-      uint32_t pf[4];
-      pf[0] = M::pack(s[2 * kk][0], s[2 * kk][1]);
-      pf[1] = M::pack(s[2 * kk][2], s[2 * kk][3]);
-      pf[2] = M::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pf[3] = M::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        uint32_t bf[2];
-        bf[0] = *reinterpret_cast<const uint32_t*>(&vt[n * 8 + g][kk * 16 + 2 * t]);
-        bf[1] = *reinterpret_cast<const uint32_t*>(&vt[n * 8 + g][kk * 16 + 8 + 2 * t]);
-        M::mma(acc[n], pf, bf);
-      }
-    }
-    __syncthreads();
-  }
-
-  // Normalise and store; a row that saw no key writes zeros.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int64_t row = r == 0 ? row0 : row1;
-    if (row >= args.sq) continue;
-    const float inv = l_run[r] > 0.0f ? 1.0f / l_run[r] : 0.0f;
-    uint32_t* dst = reinterpret_cast<uint32_t*>(o + row * args.o_stride[2]);
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) dst[n * 4 + t] = M::pack(acc[n][2 * r] * inv, acc[n][2 * r + 1] * inv);
-  }
+template <typename T, int D, int kWarps, bool kCausal>
+__global__ void __launch_bounds__(32 * kWarps) flash_attention_kernel(const FlashArgs a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  // Causal: the last query blocks see the most keys; start them first.
+  const int64_t q_block = kCausal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
+  WarpOps<T> ops;
+  flash_attention_block<T, D, kWarps, kCausal>(a, ops, q_block, blockIdx.y, blockIdx.z,
+                                               static_cast<int>(threadIdx.x), smem);
 }
 
 // ---- generic kernel -------------------------------------------------------------------------
@@ -305,16 +121,30 @@ __global__ void __launch_bounds__(32 * kGenericWarps) generic_attention_kernel(G
 
 // ---- dispatch -------------------------------------------------------------------------------
 
+template <typename T, int D, int kWarps, bool kCausal>
+cudaError_t launch_flash_variant(const FlashArgs& a, cudaStream_t stream) {
+  using Tile = FlashTile<D, kWarps>;
+  constexpr int kBytes = static_cast<int>(Tile::kSmemBytes);
+  auto* kernel = flash_attention_kernel<T, D, kWarps, kCausal>;
+  if (kBytes > 48 * 1024) {  // past the default dynamic shared-memory limit: opt in
+    const cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBytes);
+    if (e != cudaSuccess) return e;
+  }
+  const dim3 grid(static_cast<unsigned>((a.sq + Tile::kBr - 1) / Tile::kBr),
+                  static_cast<unsigned>(a.hq), static_cast<unsigned>(a.batch));
+  kernel<<<grid, Tile::kThreads, kBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
 template <typename T, int D>
 cudaError_t launch_flash_typed(const FlashArgs& a, cudaStream_t stream) {
-  const dim3 grid(static_cast<unsigned>((a.sq + kBr - 1) / kBr), static_cast<unsigned>(a.hq),
-                  static_cast<unsigned>(a.batch));
-  if (a.causal) {
-    flash_attention_kernel<T, D, true><<<grid, 32 * kFlashWarps, 0, stream>>>(a);
-  } else {
-    flash_attention_kernel<T, D, false><<<grid, 32 * kFlashWarps, 0, stream>>>(a);
+  if (a.block_warps == 8) {
+    return a.causal ? launch_flash_variant<T, D, 8, true>(a, stream)
+                    : launch_flash_variant<T, D, 8, false>(a, stream);
   }
-  return cudaGetLastError();
+  return a.causal ? launch_flash_variant<T, D, 4, true>(a, stream)
+                  : launch_flash_variant<T, D, 4, false>(a, stream);
 }
 
 bool aligned_to(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -325,7 +155,8 @@ bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashAr
   if (dtype != DType::bf16 && dtype != DType::f16) return false;
   if (d != dv || (d != 64 && d != 128)) return false;
   if (a.hq <= 0 || a.hkv <= 0 || a.hq % a.hkv != 0) return false;
-  if (a.batch > 65535 || a.hq > 65535 || (a.sq + kBr - 1) / kBr > 0x7fffffff) return false;
+  if (a.block_warps != 0 && a.block_warps != 4 && a.block_warps != 8) return false;
+  if (a.batch > 65535 || a.hq > 65535 || (a.sq + 63) / 64 > 0x7fffffff) return false;
   // 16-byte rows of K and V, 4-byte pairs of Q and out: last dim dense, other strides aligned.
   if (!aligned_to(a.k, 16) || !aligned_to(a.v, 16) || !aligned_to(a.q, 4) || !aligned_to(a.out, 4)) return false;
   for (int i = 0; i < 3; ++i) {

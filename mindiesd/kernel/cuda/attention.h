@@ -12,8 +12,9 @@
 
 namespace mindiesd::cuda {
 
-// The tensor-core kernel: q, k, v, out of one dtype (bf16 or f16), head dim 64 or 128 for both
-// q.k and v, last dims dense. Strides are for dims (B, H, S); the D stride is 1.
+// The tensor-core kernel (flash_attention.cuh): q, k, v, out of one dtype (bf16 or f16), head
+// dim 64 or 128 for both q.k and v, last dims dense. Strides are for dims (B, H, S); the D
+// stride is 1.
 struct FlashArgs {
   const void* q;
   const void* k;
@@ -23,6 +24,7 @@ struct FlashArgs {
   int64_t batch, hq, hkv, sq, sk;
   float scale;
   bool causal;
+  int block_warps = 0;  // query rows per block / 16: 4 or 8 (0 = the default, 4)
 };
 // Whether launch_flash_attention takes this problem (dtype, head dims, alignment, grid limits).
 bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashArgs& args);
