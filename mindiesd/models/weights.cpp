@@ -1,5 +1,6 @@
 #include "mindiesd/models/weights.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -70,6 +71,17 @@ layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::strin
         return it == map->end() ? Tensor() : it->second;
       },
       std::move(prefix));
+}
+
+std::shared_ptr<const std::map<std::string, Tensor>> weights_on(
+    std::shared_ptr<const std::map<std::string, Tensor>> map, Device device) {
+  const bool there = std::all_of(map->begin(), map->end(), [&](const auto& kv) {
+    return !kv.second.defined() || kv.second.device() == device;
+  });
+  if (there) return map;
+  auto moved = std::make_shared<std::map<std::string, Tensor>>();
+  for (const auto& [name, t] : *map) (*moved)[name] = t.defined() ? t.to(device) : t;
+  return moved;
 }
 
 }  // namespace mindiesd::models

@@ -63,4 +63,9 @@ class BoundWeights {
 layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::string, Tensor>> map,
                                        std::string prefix = "");
 
+// The same weights with every tensor on `device` (copied there; `map` itself when it is already
+// there).
+std::shared_ptr<const std::map<std::string, Tensor>> weights_on(
+    std::shared_ptr<const std::map<std::string, Tensor>> map, Device device);
+
 }  // namespace mindiesd::models

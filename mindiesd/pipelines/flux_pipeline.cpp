@@ -157,7 +157,8 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
   impl->transformer.emplace(
       models::FluxTransformer2DModel::load(folder.component("transformer"), options.dtype)
           .to(options.device));
-  impl->vae.emplace(models::AutoencoderKL::load(folder.component("vae"), options.dtype));
+  impl->vae.emplace(
+      models::AutoencoderKL::load(folder.component("vae"), options.dtype).to(options.device));
   impl->load_s = seconds_since(t0);
   return FluxPipeline(std::move(impl));
 }

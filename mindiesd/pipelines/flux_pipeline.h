@@ -30,8 +30,8 @@ struct FluxPipelineOptions {
   enum class VaeTiling { off, on, automatic } vae_tiling = VaeTiling::automatic;
   // Activation memory a request may plan for; 0 = the machine's available memory.
   int64_t memory_budget_bytes = 0;
-  // Where the transformer runs (its weights are uploaded once at load). Text encoding, the
-  // scheduler and the VAE stay on the host for now.
+  // Where the transformer, the scheduler and the VAE run (weights uploaded once at load; the
+  // latents stay there for the whole denoising loop). Text encoding stays on the host for now.
   Device device = Device::cpu();
 };
 

@@ -275,7 +275,8 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
     io::ConfigReader v = folder.component("vae").config_reader();
     impl->vae_config = io::AutoencoderKLWanConfig::read(v);
   }
-  impl->vae.emplace(models::AutoencoderKLWan::load(folder.component("vae"), options.vae_dtype));
+  impl->vae.emplace(models::AutoencoderKLWan::load(folder.component("vae"), options.vae_dtype)
+                        .to(options.device));
   const auto& tc = impl->transformer_config;
   const int64_t z = impl->vae_config.z_dim;
   impl->i2v = i2v;

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
@@ -185,6 +186,31 @@ TEST_F(AutoencoderKlTiled, TiledEncodeMatchesDiffusers) {
                "tiled encode mean (16, 0.5)");
   expect_close(logvar16, golden_.get("t16.tiled_encode.logvar"), 1e-4, 0.999999,
                "tiled encode logvar (16, 0.5)");
+}
+
+TEST_F(AutoencoderKlTiled, RunsOnCudaLikeDiffusers) {
+  // AutoencoderKL::to(cuda): weights uploaded once, host inputs in, host results out; plain and
+  // tiled (the blends on the device) decode and encode, f32 (cuDNN without TF32) and bf16.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  const models::AutoencoderKL plain = vae(DType::f32).to(Device::cuda());
+  EXPECT_EQ(plain.device(), Device::cuda());
+  const Tensor decoded = plain.decode(golden_.get("z"));
+  EXPECT_TRUE(decoded.device().is_cpu());
+  expect_close(decoded, golden_.get("decode"), 1e-4, 0.999999, "decode (cuda)");
+  const auto [mean, logvar] = plain.encode(golden_.get("image"));
+  expect_close(mean, golden_.get("encode.mean"), 1e-4, 0.999999, "encode mean (cuda)");
+  expect_close(logvar, golden_.get("encode.logvar"), 1e-4, 0.999999, "encode logvar (cuda)");
+  const models::AutoencoderKL tiled = vae(DType::f32, on()).to(Device::cuda());
+  expect_close(tiled.decode(golden_.get("z")), golden_.get("tiled_decode"), 1e-4, 0.999999,
+               "tiled decode (cuda)");
+  const auto [tmean, tlogvar] = tiled.encode(golden_.get("image"));
+  expect_close(tmean, golden_.get("tiled_encode.mean"), 1e-4, 0.999999, "tiled encode (cuda)");
+  // Device inputs stay on the device.
+  const Tensor on_gpu = tiled.decode(golden_.get("z").to(Device::cuda()));
+  EXPECT_EQ(on_gpu.device(), Device::cuda());
+  const Tensor bf16 =
+      vae(DType::bf16, on()).to(Device::cuda()).decode(golden_.get("z").to(DType::bf16));
+  expect_close(bf16, golden_.get("tiled_decode_bf16"), 0.1, 0.999, "tiled decode bf16 (cuda)");
 }
 
 TEST_F(AutoencoderKlTiled, InputsNoLargerThanATileAreNotTiled) {

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
@@ -70,6 +71,22 @@ TEST(AutoencoderKlWanParity, EncodesVideoLikeDiffusersInF32) {
   const auto [mean5, logvar5] = vae.encode(golden.get("enc5.video"));
   expect_close(mean5, golden.get("enc5.mean"), 1e-5, 0.9999999, "wan vae encode mean (5 frames)");
   expect_close(logvar5, golden.get("enc5.logvar"), 1e-5, 0.9999999, "wan vae encode logvar (5)");
+}
+
+TEST(AutoencoderKlWanParity, RunsOnCudaLikeDiffusers) {
+  // AutoencoderKLWan::to(cuda): the chunked decode with its feature caches and the encode on the
+  // device, host tensors in and out.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  const auto golden = io::WeightStore::open(kDir + "/io.safetensors");
+  const models::AutoencoderKLWan vae = load_vae(DType::f32).to(Device::cuda());
+  const Tensor video = vae.decode(golden.get("dec.z"));
+  EXPECT_TRUE(video.device().is_cpu());
+  expect_close(video, golden.get("dec.video"), 1e-4, 0.9999999, "wan vae decode f32 (cuda)");
+  expect_close(vae.decode(golden.get("dec1.z")), golden.get("dec1.video"), 1e-4, 0.9999999,
+               "wan vae decode f32 (B=2, one frame, cuda)");
+  const auto [mean, logvar] = vae.encode(golden.get("enc.video"));
+  expect_close(mean, golden.get("enc.mean"), 2e-5, 0.9999999, "wan vae encode mean (cuda)");
+  expect_close(logvar, golden.get("enc.logvar"), 2e-5, 0.9999999, "wan vae encode logvar (cuda)");
 }
 
 TEST(AutoencoderKlWanParity, Bf16IsAsCloseToF32AsDiffusersBf16) {

@@ -106,8 +106,9 @@ TEST(FluxPipelineParity, Bf16PipelineMatchesDiffusers) {
   run_and_compare(DType::bf16, "bf16", r, {0.05, 0.999}, {0.1, 0.999}, {0.05, 0.999});
 }
 
-TEST(FluxPipelineParity, TransformerOnCudaMatchesDiffusers) {
-  // --device cuda: the denoising transformer on the GPU, the rest on the host; same bounds.
+TEST(FluxPipelineParity, RunsOnCudaLikeDiffusers) {
+  // --device cuda: the transformer, the scheduler's loop and the VAE on the GPU, text encoding
+  // on the host; same bounds.
   if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
   run_and_compare(DType::f32, "b", golden_request("b", kPrompts, 32, 32, 4), {1e-5, 0.99999},
                   {1e-4, 0.99999}, {1e-4, 0.99999}, Device::cuda());

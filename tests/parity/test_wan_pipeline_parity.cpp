@@ -267,9 +267,9 @@ TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
                golden().get("i2v.video"), 1e-4, 0.9999999, "i2v video (1, 3, 5, 32, 48)");
 }
 
-TEST(WanPipelineParity, TransformerOnCudaMatchesDiffusers) {
-  // --device cuda: the denoising transformer on the GPU, text encoder, scheduler and VAE on the
-  // host; the CPU run's bounds.
+TEST(WanPipelineParity, RunsOnCudaLikeDiffusers) {
+  // --device cuda: the transformer, the scheduler's loop and the VAE (I2V: its encode too) on
+  // the GPU, text and image encoders on the host; the CPU run's bounds.
   if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
   for (const char* kind : {"t2v", "i2v"}) {
     const bool i2v = std::string(kind) == "i2v";
@@ -303,8 +303,8 @@ TEST(WanPipelineParity, TransformerOnCudaMatchesDiffusers) {
   r.on_step = [&](const pipelines::StepInfo& s) { last = s.latents; };
   pipe.generate(r);
   const test::Diff ours = test::compare_tensors(last, golden().get("t2v.latents.3"));
-  const test::Diff ref = test::compare_tensors(golden().get("t2v_bf16.latents.3"),
-                                               golden().get("t2v.latents.3"));
+  const test::Diff ref =
+      test::compare_tensors(golden().get("t2v_bf16.latents.3"), golden().get("t2v.latents.3"));
   EXPECT_LE(ours.max_abs, 2.0 * ref.max_abs) << "bf16 on cuda vs the f32 golden";
 }
 

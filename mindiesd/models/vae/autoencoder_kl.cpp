@@ -84,7 +84,8 @@ void blend(const Tensor& a, const Tensor& b, int64_t blend_extent, int dim) {
     wb[y] = static_cast<float>(static_cast<double>(y) / static_cast<double>(e));
   }
   const Shape wshape = dim == 2 ? Shape{e, 1} : Shape{e};
-  const Tensor ta = Tensor::from_vector(wa, wshape), tb = Tensor::from_vector(wb, wshape);
+  const Tensor ta = Tensor::from_vector(wa, wshape).to(a.device());
+  const Tensor tb = Tensor::from_vector(wb, wshape).to(a.device());
   const Tensor a_end = a.narrow(dim, a.size(dim) - e, e);
   const Tensor b_start = b.narrow(dim, 0, e);
   const DType dt = b.dtype();
@@ -139,16 +140,16 @@ void check_input(const Tensor& x, int64_t channels, const char* what, const char
 // bf16(0.1159)).
 Tensor scalar_op(const Tensor& z, BinaryKind kind, double s) {
   const bool same_dtype_scalar = kind == BinaryKind::add || kind == BinaryKind::sub;
-  const Tensor r =
-      ops::binary(z, ops::full({1}, s, same_dtype_scalar ? z.dtype() : DType::f32), kind);
+  const Tensor r = ops::binary(
+      z, ops::full({1}, s, same_dtype_scalar ? z.dtype() : DType::f32, z.device()), kind);
   return r.dtype() == z.dtype() ? r : r.to(z.dtype());
 }
 
 // torch.tensor(values).view(1, C, 1, 1).to(dtype), as the SDXL pipelines build latents_mean/std.
-Tensor channel_tensor(const std::vector<double>& values, DType dtype) {
+Tensor channel_tensor(const std::vector<double>& values, DType dtype, Device device) {
   std::vector<float> f(values.begin(), values.end());
   const int64_t c = static_cast<int64_t>(f.size());
-  return Tensor::from_vector(f, {1, c, 1, 1}).to(dtype);
+  return Tensor::from_vector(f, {1, c, 1, 1}).to(dtype).to(device);
 }
 
 }  // namespace
@@ -348,23 +349,33 @@ void AutoencoderKL::set_tiling(VaeTiling t) {
   tiling_ = t;
 }
 
-Tensor AutoencoderKL::decode(const Tensor& z) const {
-  check_input(z, config_.latent_channels, "decode", "latent_channels");
-  const int64_t tl = tile_latent_size();
-  // diffusers _decode: tiled only when the latent exceeds one tile.
-  if (tiling_.enabled && (z.size(3) > tl || z.size(2) > tl)) return tiled_decode(z);
-  return decode_tile(z);
+AutoencoderKL AutoencoderKL::to(Device device) const {
+  AutoencoderKL m = *this;
+  m.weights_ = weights_on(weights_, device);
+  m.device_ = device;
+  return m;
 }
 
-std::pair<Tensor, Tensor> AutoencoderKL::encode(const Tensor& image) const {
-  check_input(image, config_.in_channels, "encode", "in_channels");
+Tensor AutoencoderKL::decode(const Tensor& z_in) const {
+  check_input(z_in, config_.latent_channels, "decode", "latent_channels");
+  const Tensor z = z_in.to(device_);
+  const int64_t tl = tile_latent_size();
+  // diffusers _decode: tiled only when the latent exceeds one tile.
+  const bool tiled = tiling_.enabled && (z.size(3) > tl || z.size(2) > tl);
+  return (tiled ? tiled_decode(z) : decode_tile(z)).to(z_in.device());
+}
+
+std::pair<Tensor, Tensor> AutoencoderKL::encode(const Tensor& image_in) const {
+  check_input(image_in, config_.in_channels, "encode", "in_channels");
+  const Tensor image = image_in.to(device_);
   const int64_t ts = tile_sample_size();
   const Tensor moments = tiling_.enabled && (image.size(3) > ts || image.size(2) > ts)
                              ? tiled_encode(image)
                              : encode_tile(image);
   // DiagonalGaussianDistribution: mean, logvar = chunk(2, dim=1); logvar.clamp(-30, 20).
   const std::vector<Tensor> parts = ops::chunk(moments, 2, 1);
-  return {parts[0].contiguous(), ops::clamp(parts[1], -30.0f, 20.0f)};
+  const Device back = image_in.device();
+  return {parts[0].contiguous().to(back), ops::clamp(parts[1], -30.0f, 20.0f).to(back)};
 }
 
 // diffusers AutoencoderKL.tiled_decode: latent tiles of tile_latent_min_size every
@@ -393,8 +404,8 @@ Tensor AutoencoderKL::tiled_encode(const Tensor& x) const {
 Tensor AutoencoderKL::normalize_latents(const Tensor& z) const {
   check_input(z, config_.latent_channels, "normalize_latents", "latent_channels");
   if (config_.latents_mean) {
-    const Tensor mean = channel_tensor(*config_.latents_mean, z.dtype());
-    const Tensor std = channel_tensor(*config_.latents_std, z.dtype());
+    const Tensor mean = channel_tensor(*config_.latents_mean, z.dtype(), z.device());
+    const Tensor std = channel_tensor(*config_.latents_std, z.dtype(), z.device());
     const Tensor h = scalar_op(ops::sub(z, mean), BinaryKind::mul, config_.scaling_factor);
     return ops::div(h, std);
   }
@@ -405,8 +416,8 @@ Tensor AutoencoderKL::normalize_latents(const Tensor& z) const {
 Tensor AutoencoderKL::denormalize_latents(const Tensor& z) const {
   check_input(z, config_.latent_channels, "denormalize_latents", "latent_channels");
   if (config_.latents_mean) {
-    const Tensor mean = channel_tensor(*config_.latents_mean, z.dtype());
-    const Tensor std = channel_tensor(*config_.latents_std, z.dtype());
+    const Tensor mean = channel_tensor(*config_.latents_mean, z.dtype(), z.device());
+    const Tensor std = channel_tensor(*config_.latents_std, z.dtype(), z.device());
     const Tensor h = scalar_op(ops::mul(z, std), BinaryKind::div, config_.scaling_factor);
     return ops::add(h, mean);
   }

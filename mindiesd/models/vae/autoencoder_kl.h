@@ -57,6 +57,10 @@ class AutoencoderKL {
 
   const io::AutoencoderKLConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
+  // The model with its weights on `device` (uploaded once); decode and encode then run there
+  // and return their results on the device their input came from.
+  AutoencoderKL to(Device device) const;
+  Device device() const { return device_; }
   // 2^(len(block_out_channels) - 1): diffusers pipelines' vae_scale_factor.
   int64_t scale_factor() const { return int64_t{1} << (config_.block_out_channels.size() - 1); }
 
@@ -105,6 +109,7 @@ class AutoencoderKL {
   io::AutoencoderKLConfig config_;
   DType dtype_ = DType::f32;
   std::shared_ptr<const WeightMap> weights_;
+  Device device_ = Device::cpu();
   VaeTiling tiling_;
 };
 

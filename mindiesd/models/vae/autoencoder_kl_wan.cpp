@@ -379,9 +379,16 @@ Tensor AutoencoderKLWan::encode_chunk(const Tensor& x, Chunks& st) const {
 
 // ---- public API ----
 
+AutoencoderKLWan AutoencoderKLWan::to(Device device) const {
+  AutoencoderKLWan m = *this;
+  m.weights_ = weights_on(weights_, device);
+  m.device_ = device;
+  return m;
+}
+
 Tensor AutoencoderKLWan::decode(const Tensor& z) const {
   check_video(z, config_.z_dim, "decode", "z_dim");
-  const Tensor zc = z.dtype() == dtype_ ? z : z.to(dtype_);
+  const Tensor zc = z.to(dtype_).to(device_);
   const Tensor x = layer::causal_conv3d(zc, weights_->at("post_quant_conv.weight"),
                                         weights_->at("post_quant_conv.bias"), {1, 1, 1}, {0, 0, 0});
   const int64_t frames = x.size(2), total = video_frames(frames);
@@ -401,7 +408,7 @@ Tensor AutoencoderKLWan::decode(const Tensor& z) const {
   }
   MINDIESD_CHECK(at == total, Internal, "AutoencoderKLWan.decode: decoded ", at,
                  " frames, expected ", total);
-  return out;
+  return out.to(z.device());
 }
 
 std::pair<Tensor, Tensor> AutoencoderKLWan::encode(const Tensor& video) const {
@@ -412,7 +419,7 @@ std::pair<Tensor, Tensor> AutoencoderKLWan::encode(const Tensor& video) const {
   MINDIESD_CHECK(video.size(3) % s == 0 && video.size(4) % s == 0, InvalidArgument,
                  "AutoencoderKLWan.encode: height and width must be multiples of ", s, ", got ",
                  video.size(3), "x", video.size(4));
-  const Tensor x = video.dtype() == dtype_ ? video : video.to(dtype_);
+  const Tensor x = video.to(dtype_).to(device_);
   Chunks st;
   std::vector<Tensor> outs;
   for (int64_t start = 0; start < f;) {
@@ -424,7 +431,8 @@ std::pair<Tensor, Tensor> AutoencoderKLWan::encode(const Tensor& video) const {
       layer::causal_conv3d(ops::cat(outs, 2), weights_->at("quant_conv.weight"),
                            weights_->at("quant_conv.bias"), {1, 1, 1}, {0, 0, 0});
   const std::vector<Tensor> parts = ops::chunk(moments, 2, 1);
-  return {parts[0].contiguous(), ops::clamp(parts[1], -30.0f, 20.0f)};
+  const Device back = video.device();
+  return {parts[0].contiguous().to(back), ops::clamp(parts[1], -30.0f, 20.0f).to(back)};
 }
 
 // WanPipeline / WanImageToVideoPipeline: `1.0 / torch.tensor(latents_std)...to(dtype)` takes the

@@ -44,6 +44,10 @@ class AutoencoderKLWan {
 
   const io::AutoencoderKLWanConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
+  // The model with its weights on `device` (uploaded once); decode and encode then run there
+  // and return their results on the device their input came from.
+  AutoencoderKLWan to(Device device) const;
+  Device device() const { return device_; }
   // 2^(number of spatial downsamplers) and 2^(number of temporal ones): 8 and 4 for Wan 2.1.
   int64_t spatial_scale() const;
   int64_t temporal_scale() const;
@@ -91,6 +95,7 @@ class AutoencoderKLWan {
   io::AutoencoderKLWanConfig config_;
   DType dtype_ = DType::f32;
   std::shared_ptr<const WeightMap> weights_;
+  Device device_ = Device::cpu();
   std::vector<EncoderLayer> encoder_layers_;
 };
 
