@@ -73,6 +73,12 @@ layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::strin
       std::move(prefix));
 }
 
+void move_tensors(std::initializer_list<Tensor*> tensors, Device device) {
+  for (Tensor* t : tensors) {
+    if (t->defined()) *t = t->to(device);
+  }
+}
+
 std::shared_ptr<const std::map<std::string, Tensor>> weights_on(
     std::shared_ptr<const std::map<std::string, Tensor>> map, Device device) {
   const bool there = std::all_of(map->begin(), map->end(), [&](const auto& kv) {

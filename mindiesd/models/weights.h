@@ -63,6 +63,9 @@ class BoundWeights {
 layer::ModuleWeights module_weights_of(std::shared_ptr<const std::map<std::string, Tensor>> map,
                                        std::string prefix = "");
 
+// Replaces every defined tensor among `tensors` with its copy on `device` (the models' to()).
+void move_tensors(std::initializer_list<Tensor*> tensors, Device device);
+
 // The same weights with every tensor on `device` (copied there; `map` itself when it is already
 // there).
 std::shared_ptr<const std::map<std::string, Tensor>> weights_on(

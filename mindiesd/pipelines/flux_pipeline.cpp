@@ -250,12 +250,16 @@ FluxPromptEmbeds FluxPipeline::encode_prompt(const std::vector<std::string>& pro
     t5_ids.push_back(s.t5_tokenizer.encode_padded(prompts_2.empty() ? prompts[i] : prompts_2[i],
                                                   max_sequence_length));
   }
-  if (!s.clip)
-    s.clip.emplace(models::CLIPTextModel::load(s.folder.component("text_encoder"), dtype));
+  // The encoders run on the pipeline's device too: uploaded per request unless kept.
+  const Device dev = s.options.device;
+  if (!s.clip) {
+    s.clip.emplace(models::CLIPTextModel::load(s.folder.component("text_encoder"), dtype).to(dev));
+  }
   Tensor pooled = s.clip->forward(text::ids_tensor(clip_ids)).pooler_output;
   if (!s.options.keep_text_encoders) s.clip.reset();
-  if (!s.t5)
-    s.t5.emplace(models::T5EncoderModel::load(s.folder.component("text_encoder_2"), dtype));
+  if (!s.t5) {
+    s.t5.emplace(models::T5EncoderModel::load(s.folder.component("text_encoder_2"), dtype).to(dev));
+  }
   Tensor embeds = s.t5->forward(text::ids_tensor(t5_ids));
   if (!s.options.keep_text_encoders) s.t5.reset();
   embeds = repeat_rows(embeds, num_images_per_prompt);

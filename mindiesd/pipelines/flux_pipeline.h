@@ -30,8 +30,10 @@ struct FluxPipelineOptions {
   enum class VaeTiling { off, on, automatic } vae_tiling = VaeTiling::automatic;
   // Activation memory a request may plan for; 0 = the machine's available memory.
   int64_t memory_budget_bytes = 0;
-  // Where the transformer, the scheduler and the VAE run (weights uploaded once at load; the
-  // latents stay there for the whole denoising loop). Text encoding stays on the host for now.
+  // Where the models run: the transformer and the VAE (uploaded once at load), the scheduler's
+  // loop (the latents stay there from the first step to the decode) and the text encoders
+  // (uploaded when a request needs them; freed after unless keep_text_encoders). Tokenizing and
+  // image post-processing stay on the host.
   Device device = Device::cpu();
 };
 

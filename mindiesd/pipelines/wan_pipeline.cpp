@@ -294,7 +294,8 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                        ") but the folder has no ", name);
       }
       impl->image_encoder.emplace(
-          models::CLIPVisionModel::load(folder.component("image_encoder"), options.vae_dtype));
+          models::CLIPVisionModel::load(folder.component("image_encoder"), options.vae_dtype)
+              .to(options.device));
       MINDIESD_CHECK(impl->image_encoder->config().hidden_size == *tc.image_dim, InvalidArgument,
                      dir.string(), ": the image encoder's hidden_size ",
                      impl->image_encoder->config().hidden_size,
@@ -442,7 +443,8 @@ Tensor WanPipeline::encode_with_text_encoder(const std::vector<std::string>& pro
   }
   if (!s.text_encoder) {
     s.text_encoder.emplace(
-        models::UMT5EncoderModel::load(s.folder.component("text_encoder"), s.options.dtype));
+        models::UMT5EncoderModel::load(s.folder.component("text_encoder"), s.options.dtype)
+            .to(s.options.device));
   }
   const Tensor embeds = models::umt5_prompt_embeds(*s.text_encoder, text::ids_tensor(ids),
                                                    text::ids_tensor(masks), max_sequence_length);

@@ -39,7 +39,7 @@ struct WanPipelineOptions {
   DType vae_dtype = DType::f32;     // AutoencoderKLWan (Wan's examples load it in f32)
   bool keep_text_encoder = false;   // keep UMT5 loaded between requests (a server)
   int64_t memory_budget_bytes = 0;  // activation memory a request may plan for; 0 = available
-  Device device = Device::cpu();    // where the transformer and the VAE run
+  Device device = Device::cpu();    // where the models run (as FluxPipelineOptions::device)
 };
 
 struct WanRequest {

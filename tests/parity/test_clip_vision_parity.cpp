@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
@@ -43,6 +44,16 @@ TEST(ClipVisionParity, PenultimateHiddenStateMatchesTransformers) {
   const Tensor hb16 = load(DType::bf16).hidden_state(golden.get("i2v.pixel_values"), -2);
   EXPECT_EQ(hb16.dtype(), DType::bf16);
   test::expect_close(hb16, golden.get("i2v.image_embeds"), 0.06, 0.9995, "clip vision bf16");
+}
+
+TEST(ClipVisionParity, RunsOnCudaLikeTransformers) {
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  const auto golden = io::WeightStore::open(kDir + "/io.safetensors");
+  const models::CLIPVisionModel m = load(DType::f32).to(Device::cuda());
+  const Tensor h = m.hidden_state(golden.get("i2v.pixel_values"), -2);
+  EXPECT_EQ(h.device(), Device::cuda());
+  test::expect_close(h, golden.get("i2v.image_embeds"), 2e-6, 0.9999999,
+                     "clip vision hidden_states[-2] (cuda)");
 }
 
 TEST(ClipVisionParity, BadInputsAreNamed) {

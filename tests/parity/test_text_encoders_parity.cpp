@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
@@ -234,6 +235,34 @@ TEST(TextEncodersParity, ClipMatchesTransformersInBf16AndF16) {
                "clip.f16.last_hidden");
   expect_close(o16.pooler_output, extra_io().get("clip.f16.pooled"), 0.01, 0.99999,
                "clip.f16.pooled");
+}
+
+TEST(TextEncodersParity, ClipAndT5RunOnCudaLikeTransformers) {
+  // to(cuda): weights uploaded once, host token ids in, results on the GPU; the CPU bounds.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  const CLIPTextModel clip = load_clip(DType::f32).to(Device::cuda());
+  const auto out = clip.forward(flux_io().get("b.clip_ids"));
+  EXPECT_EQ(out.last_hidden_state.device(), Device::cuda());
+  expect_close(out.last_hidden_state, flux_io().get("b.clip_last_hidden"), 1e-5, 0.9999999,
+               "clip last_hidden (cuda)");
+  expect_close(out.pooler_output, flux_io().get("b.pooled_prompt_embeds"), 1e-5, 0.9999999,
+               "clip pooled (cuda)");
+  const auto o16 =
+      load_clip(DType::bf16).to(Device::cuda()).forward(flux_io().get("bf16.clip_ids"));
+  expect_close(o16.last_hidden_state, flux_io().get("bf16.clip_last_hidden"), 0.0625, 0.9999,
+               "clip bf16 (cuda)");
+
+  const T5EncoderModel t5 = load_t5(DType::f32).to(Device::cuda());
+  const Tensor e = t5.forward(flux_io().get("b.t5_ids"));
+  EXPECT_EQ(e.device(), Device::cuda());
+  expect_close(e, flux_io().get("b.prompt_embeds"), 1e-5, 0.9999999, "t5 f32 (cuda)");
+  expect_close(t5.forward(extra_io().get("t5.long.ids")), extra_io().get("t5.long.f32"), 1e-5,
+               0.9999999, "t5.long f32 (cuda)");
+  expect_close(load_t5(DType::bf16).to(Device::cuda()).forward(flux_io().get("bf16.t5_ids")),
+               flux_io().get("bf16.prompt_embeds"), 0.0625, 0.9999, "t5 bf16 (cuda)");
+  // f16: the inf check of T5's clamp reads the stream back to the host.
+  expect_close(load_t5(DType::f16).to(Device::cuda()).forward(flux_io().get("b.t5_ids")),
+               extra_io().get("t5.f16"), 0.01, 0.99999, "t5 f16 (cuda)");
 }
 
 TEST(TextEncodersParity, ClipPoolingFollowsTheEosRule) {

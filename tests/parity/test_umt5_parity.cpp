@@ -17,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
@@ -197,6 +198,20 @@ TEST(UMT5Parity, MatchesTransformersInF32) {
   for (DType dt : {DType::i32, DType::boolean, DType::f32})
     EXPECT_EQ(m.forward(ids, mask.to(dt)).to_vector(), want) << dtype_name(dt);
   EXPECT_EQ(m.forward(ids, ops::affine(mask.to(DType::f32), 2.0f, 0.0f)).to_vector(), want);
+}
+
+TEST(UMT5Parity, RunsOnCudaLikeTransformers) {
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  const UMT5EncoderModel m = load(DType::f32).to(Device::cuda());
+  for (const char* run : {"b", "edge", "long"}) {
+    const std::string p = run;
+    const Tensor out = m.forward(gold().get(p + ".ids"), gold().get(p + ".mask"));
+    EXPECT_EQ(out.device(), Device::cuda());
+    expect_close(out, gold().get(p + ".f32"), 1e-5, 0.9999999, p + ".f32 (cuda)");
+  }
+  const Tensor ids = gold().get("b.ids"), mask = gold().get("b.mask");
+  expect_close(models::umt5_prompt_embeds(m, ids, mask, ids.size(1)), gold().get("wan.f32"), 1e-5,
+               0.9999999, "wan prompt embeds (cuda)");
 }
 
 TEST(UMT5Parity, MatchesTransformersInBf16AndF16) {

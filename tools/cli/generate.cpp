@@ -65,7 +65,7 @@ constexpr const char* kHelp =
     "  --num-images N           images per prompt (default 1)\n"
     "  --max-sequence-length L  T5 tokens (default 512)\n"
     "  --dtype bf16|f32         compute dtype (default bf16)\n"
-    "  --device cpu|cuda[:N]    where the transformer and the VAE run (default cpu)\n"
+    "  --device cpu|cuda[:N]    where the models run (default cpu)\n"
     "  --vae-tiling auto|on|off tiled VAE decoding (default auto: above 1024x1024)\n"
     "  --out FILE               output PNG (default out.png; several images: out-0.png, ...)\n"
     "  --latents FILE           initial packed latents (a safetensors file with one tensor,\n"

@@ -39,7 +39,7 @@ constexpr const char* kVideoHelp =
     "  --num-videos N           videos per prompt (default 1)\n"
     "  --max-sequence-length L  UMT5 tokens (default 512)\n"
     "  --dtype bf16|f32         transformer / text encoder dtype (default bf16; the VAE is f32)\n"
-    "  --device cpu|cuda[:N]    where the transformer and the VAE run (default cpu)\n"
+    "  --device cpu|cuda[:N]    where the models run (default cpu)\n"
     "  --out PATH               out.mp4 (H.264), out.gif, or a folder (no extension or a\n"
     "                           trailing /) of frame_0000.png ...; several videos: out-0.mp4, ...\n"
     "  --latents FILE           initial latents (a safetensors file with one tensor,\n"

@@ -5,6 +5,7 @@
 #include "mindiesd/layer/linear.h"
 #include "mindiesd/layer/norm.h"
 #include "mindiesd/models/encoders/clip_text_model.h"
+#include "mindiesd/models/weights.h"
 
 namespace mindiesd::models {
 
@@ -73,6 +74,14 @@ ClipEncoderOutput run_clip_encoder(const Tensor& x_in, std::span<const ClipEncod
   out.hidden = x;
   if (final_w.defined()) out.normed = normed;
   return out;
+}
+
+void move_clip_encoder(std::vector<ClipEncoderLayer>& layers, Device device) {
+  for (ClipEncoderLayer& l : layers) {
+    move_tensors({&l.ln1_w, &l.ln1_b, &l.q_w, &l.q_b, &l.k_w, &l.k_b, &l.v_w, &l.v_b, &l.o_w,
+                  &l.o_b, &l.ln2_w, &l.ln2_b, &l.fc1_w, &l.fc1_b, &l.fc2_w, &l.fc2_b},
+                 device);
+  }
 }
 
 }  // namespace mindiesd::models

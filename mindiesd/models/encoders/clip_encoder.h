@@ -26,6 +26,9 @@ std::vector<ClipEncoderLayer> bind_clip_encoder(
     const std::function<Tensor(const std::string&, const Shape&)>& take, int64_t layers,
     int64_t hidden, int64_t intermediate);
 
+// Every tensor of `layers` moved to `device`.
+void move_clip_encoder(std::vector<ClipEncoderLayer>& layers, Device device);
+
 struct ClipEncoderOutput {
   Tensor hidden;  // the residual stream after the last layer run
   Tensor normed;  // final_norm(hidden) when final_w was given, else undefined

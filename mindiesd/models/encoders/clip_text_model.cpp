@@ -231,6 +231,15 @@ CLIPTextModel CLIPTextModel::from_weights(CLIPTextConfig c, io::WeightStore weig
   return m;
 }
 
+CLIPTextModel CLIPTextModel::to(Device device) const {
+  CLIPTextModel m = *this;
+  move_tensors({&m.token_embedding_, &m.position_embedding_, &m.final_ln_w_, &m.final_ln_b_},
+               device);
+  move_clip_encoder(m.layers_, device);
+  m.device_ = device;
+  return m;
+}
+
 CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
   const CLIPTextConfig& c = config_;
   const std::vector<int64_t> ids = checked_input_ids(input_ids, c.vocab_size, "CLIPTextModel");
@@ -243,7 +252,8 @@ CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
 
   // CLIPTextEmbeddings: token + position embedding (position_ids 0..L-1), one rounding.
   const Tensor flat_ids = Tensor::from_blob(const_cast<int64_t*>(ids.data()), {b * len}, DType::i64,
-                                            Device::cpu(), nullptr);
+                                            Device::cpu(), nullptr)
+                              .to(device_);
   Tensor x = ops::add(ops::index_select(token_embedding_, 0, flat_ids).view({b, len, h}),
                       position_embedding_.narrow(0, 0, len));
 
@@ -254,7 +264,7 @@ CLIPTextModel::Output CLIPTextModel::forward(const Tensor& input_ids) const {
   // Pooling: the eos position of each row (see the header for transformers' two rules).
   Output out;
   out.last_hidden_state = normed;
-  out.pooler_output = Tensor::empty({b, h}, dtype_);
+  out.pooler_output = Tensor::empty({b, h}, dtype_, device_);
   for (int64_t r = 0; r < b; ++r) {
     const int64_t* row = ids.data() + r * len;
     int64_t pos = 0;

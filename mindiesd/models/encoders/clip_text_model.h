@@ -106,6 +106,10 @@ class CLIPTextModel {
 
   const CLIPTextConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
+  // The model with its weights on `device` (uploaded once); forward then runs there and its
+  // results stay there (token ids are read on the host).
+  CLIPTextModel to(Device device) const;
+  Device device() const { return device_; }
 
   struct Output {
     Tensor last_hidden_state;  // (B, L, hidden_size), dtype()
@@ -122,6 +126,7 @@ class CLIPTextModel {
   DType dtype_;
   Tensor token_embedding_, position_embedding_, final_ln_w_, final_ln_b_;
   std::vector<ClipEncoderLayer> layers_;
+  Device device_ = Device::cpu();
 };
 
 }  // namespace mindiesd::models

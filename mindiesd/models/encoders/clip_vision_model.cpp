@@ -99,6 +99,16 @@ CLIPVisionModel CLIPVisionModel::from_weights(CLIPVisionConfig c, io::WeightStor
   return m;
 }
 
+CLIPVisionModel CLIPVisionModel::to(Device device) const {
+  CLIPVisionModel m = *this;
+  move_tensors({&m.class_embedding_, &m.patch_embedding_, &m.position_embedding_, &m.pre_ln_w_,
+                &m.pre_ln_b_},
+               device);
+  move_clip_encoder(m.layers_, device);
+  m.device_ = device;
+  return m;
+}
+
 Tensor CLIPVisionModel::hidden_state(const Tensor& pixel_values, int64_t index) const {
   const CLIPVisionConfig& c = config_;
   MINDIESD_CHECK(pixel_values.defined() && pixel_values.dim() == 4 &&
@@ -114,7 +124,7 @@ Tensor CLIPVisionModel::hidden_state(const Tensor& pixel_values, int64_t index) 
   const int64_t b = pixel_values.size(0), h = c.hidden_size;
 
   // CLIPVisionEmbeddings: [class; patches] + positions, one rounding for the sum.
-  const Tensor px = pixel_values.dtype() == dtype_ ? pixel_values : pixel_values.to(dtype_);
+  const Tensor px = pixel_values.to(dtype_).to(device_);
   const Tensor patches = ops::conv2d(px, patch_embedding_, Tensor(), {{c.patch_size}, {0}, {1}, 1})
                              .flatten(2)
                              .transpose(1, 2);  // (B, N, h)

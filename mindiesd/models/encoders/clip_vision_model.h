@@ -59,6 +59,10 @@ class CLIPVisionModel {
 
   const CLIPVisionConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
+  // The model with its weights on `device` (uploaded once); it then runs there and its results
+  // stay there, whatever device the pixels come from.
+  CLIPVisionModel to(Device device) const;
+  Device device() const { return device_; }
 
   // pixel_values (B, num_channels, image_size, image_size), any float dtype (cast to dtype() as
   // transformers does) -> hidden_states[index] (B, num_patches + 1, hidden_size) in dtype();
@@ -77,6 +81,7 @@ class CLIPVisionModel {
   DType dtype_;
   Tensor class_embedding_, patch_embedding_, position_embedding_, pre_ln_w_, pre_ln_b_;
   std::vector<ClipEncoderLayer> layers_;
+  Device device_ = Device::cpu();
 };
 
 }  // namespace mindiesd::models

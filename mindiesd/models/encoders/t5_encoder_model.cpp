@@ -49,7 +49,7 @@ bool parse_feed_forward_proj(const std::string& proj, std::string* act, bool* ga
 // T5Block's float16 clamp: when the hidden state is f16 and holds an inf, every value is clamped
 // to +-(f16 max - 1000); otherwise the clamp to +-f16 max changes nothing finite.
 Tensor clamp_f16(const Tensor& x) {
-  const Tensor c = x.contiguous();
+  const Tensor c = x.to(Device::cpu()).contiguous();
   const uint16_t* p = c.data<uint16_t>();
   bool inf = false;
   for (int64_t i = 0; i < c.numel() && !inf; ++i) inf = (p[i] & 0x7fffu) == 0x7c00u;
@@ -338,6 +338,18 @@ Tensor T5EncoderModel::position_bias(int64_t seq_len, std::optional<DType> dtype
       .to(table.device());
 }
 
+T5EncoderModel T5EncoderModel::to(Device device) const {
+  T5EncoderModel m = *this;
+  move_tensors({&m.embedding_, &m.final_ln_}, device);
+  for (Layer& l : m.layers_) {
+    move_tensors({&l.ln_attn, &l.q, &l.k, &l.v, &l.o, &l.ln_ff, &l.wi_0, &l.wi_1, &l.wo,
+                  &l.relative_attention_bias},
+                 device);
+  }
+  m.device_ = device;
+  return m;
+}
+
 Tensor T5EncoderModel::forward(const Tensor& input_ids, const Tensor& attention_mask) const {
   const T5Config& c = config_;
   const char* who = c.per_layer_bias() ? "UMT5EncoderModel" : "T5EncoderModel";
@@ -347,7 +359,8 @@ Tensor T5EncoderModel::forward(const Tensor& input_ids, const Tensor& attention_
   const auto eps = static_cast<float>(c.layer_norm_epsilon);
 
   const Tensor flat_ids = Tensor::from_blob(const_cast<int64_t*>(ids.data()), {b * len}, DType::i64,
-                                            Device::cpu(), nullptr);
+                                            Device::cpu(), nullptr)
+                              .to(device_);
   const std::vector<uint8_t> keep = mask_keep_flags(attention_mask, b, len, who);
   Tensor x = ops::index_select(embedding_, 0, flat_ids).view({b, len, d});
   // The attention kernel reads an f32 mask faster than a bf16 / f16 one, and adds it in f32

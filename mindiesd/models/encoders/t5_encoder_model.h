@@ -109,6 +109,10 @@ class T5EncoderModel {
 
   const T5Config& config() const { return config_; }
   DType dtype() const { return dtype_; }
+  // The model with its weights on `device` (uploaded once); forward then runs there and its
+  // results stay there (token ids are read on the host).
+  T5EncoderModel to(Device device) const;
+  Device device() const { return device_; }
 
   // input_ids (B, L) i64 or i32, L >= 1, ids in [0, vocab_size) (InvalidArgument naming the
   // offending id otherwise) -> last_hidden_state (B, L, d_model) in dtype().
@@ -134,6 +138,7 @@ class T5EncoderModel {
   DType dtype_;
   Tensor embedding_, final_ln_;
   std::vector<Layer> layers_;
+  Device device_ = Device::cpu();
 };
 
 // The names Wan's pipeline and transformers use for the UMT5 flavour.

@@ -352,27 +352,19 @@ FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2
 FluxTransformer2DModel FluxTransformer2DModel::to(Device device) const {
   if (device == device_) return *this;
   auto w = std::make_shared<Weights>(*weights_);
-  auto move = [device](Tensor& t) {
-    if (t.defined()) t = t.to(device);
-  };
-  auto move_lin = [&](Lin& l) {
-    move(l.w);
-    move(l.b);
-  };
+  auto move_lin = [device](Lin& l) { move_tensors({&l.w, &l.b}, device); };
   for (Lin* l : {&w->x_embedder, &w->context_embedder, &w->norm_out, &w->proj_out}) move_lin(*l);
-  auto tte = std::make_shared<std::map<std::string, Tensor>>(*w->time_text_embed);
-  for (auto& [name, t] : *tte) move(t);
-  w->time_text_embed = std::move(tte);
+  w->time_text_embed = weights_on(w->time_text_embed, device);
   for (Weights::Double& b : w->doubles) {
-    for (Lin* l : {&b.norm1, &b.norm1_context, &b.to_q, &b.to_k, &b.to_v, &b.to_out, &b.add_q,
-                   &b.add_k, &b.add_v, &b.to_add_out, &b.ff_in, &b.ff_out, &b.ff_context_in,
-                   &b.ff_context_out})
+    for (Lin* l :
+         {&b.norm1, &b.norm1_context, &b.to_q, &b.to_k, &b.to_v, &b.to_out, &b.add_q, &b.add_k,
+          &b.add_v, &b.to_add_out, &b.ff_in, &b.ff_out, &b.ff_context_in, &b.ff_context_out})
       move_lin(*l);
-    for (Tensor* t : {&b.norm_q, &b.norm_k, &b.norm_added_q, &b.norm_added_k}) move(*t);
+    move_tensors({&b.norm_q, &b.norm_k, &b.norm_added_q, &b.norm_added_k}, device);
   }
   for (Weights::Single& b : w->singles) {
     for (Lin* l : {&b.norm, &b.to_q, &b.to_k, &b.to_v, &b.proj_mlp, &b.proj_out}) move_lin(*l);
-    for (Tensor* t : {&b.norm_q, &b.norm_k}) move(*t);
+    move_tensors({&b.norm_q, &b.norm_k}, device);
   }
   FluxTransformer2DModel m(config_, dtype_, std::move(w), num_params_);
   m.device_ = device;

@@ -324,25 +324,19 @@ WanTransformer3DModel WanTransformer3DModel::from_weights(io::WanTransformer3DMo
 WanTransformer3DModel WanTransformer3DModel::to(Device device) const {
   if (device == device_) return *this;
   auto w = std::make_shared<Weights>(*weights_);
-  auto move = [device](Tensor& t) {
-    if (t.defined()) t = t.to(device);
-  };
-  auto move_lin = [&](Lin& l) {
-    move(l.w);
-    move(l.b);
-  };
-  for (Tensor* t : {&w->patch_w, &w->patch_b, &w->img_norm1_w, &w->img_norm1_b, &w->img_norm2_w,
-                    &w->img_norm2_b, &w->img_pos_embed, &w->scale_shift_table})
-    move(*t);
+  auto move_lin = [device](Lin& l) { move_tensors({&l.w, &l.b}, device); };
+  move_tensors({&w->patch_w, &w->patch_b, &w->img_norm1_w, &w->img_norm1_b, &w->img_norm2_w,
+                &w->img_norm2_b, &w->img_pos_embed, &w->scale_shift_table},
+               device);
   for (Lin* l : {&w->time_1, &w->time_2, &w->time_proj, &w->text_1, &w->text_2, &w->img_ff_in,
                  &w->img_ff_out, &w->proj_out})
     move_lin(*l);
   for (Weights::Block& b : w->blocks) {
     for (Weights::Attn* a : {&b.attn1, &b.attn2}) {
       for (Lin* l : {&a->to_q, &a->to_k, &a->to_v, &a->to_out, &a->add_k, &a->add_v}) move_lin(*l);
-      for (Tensor* t : {&a->norm_q, &a->norm_k, &a->norm_added_k}) move(*t);
+      move_tensors({&a->norm_q, &a->norm_k, &a->norm_added_k}, device);
     }
-    for (Tensor* t : {&b.norm2_w, &b.norm2_b, &b.scale_shift_table}) move(*t);
+    move_tensors({&b.norm2_w, &b.norm2_b, &b.scale_shift_table}, device);
     move_lin(b.ffn_in);
     move_lin(b.ffn_out);
   }
