@@ -20,6 +20,11 @@ BackendTable& raw_table() {
 }
 }  // namespace
 
+void Backend::upload(void* dst, const void* src, size_t bytes, Stream& stream) {
+  copy(dst, src, bytes, CopyKind::HostToDevice, stream);
+  stream.synchronize();
+}
+
 bool Backend::supports(OpId op, std::span<const DType> dtypes) const {
   return kernel_registry().find(op, type(), dtypes, {}) != nullptr;
 }
@@ -39,8 +44,8 @@ Backend& backend_for(Device device) {
   Backend* b = find_backend(device.type);
   MINDIESD_CHECK(b != nullptr, Unsupported, "no ", device_type_name(device.type),
                  " backend in this build or no such device (", device.str(), ")");
-  MINDIESD_CHECK(device.index >= 0 && device.index < b->device_count(), InvalidArgument,
-                 "device ", device.str(), " does not exist (", b->device_count(), " visible)");
+  MINDIESD_CHECK(device.index >= 0 && device.index < b->device_count(), InvalidArgument, "device ",
+                 device.str(), " does not exist (", b->device_count(), " visible)");
   return *b;
 }
 

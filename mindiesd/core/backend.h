@@ -47,6 +47,10 @@ class Backend {
   virtual Allocator& allocator(int device_index) = 0;
   // Copies bytes; asynchronous on `stream` where the backend has streams.
   virtual void copy(void* dst, const void* src, size_t bytes, CopyKind kind, Stream& stream) = 0;
+  // Host -> device without making the host wait for the device: `src` may be reused as soon as
+  // this returns, and the copy runs in `stream`'s order (CUDA stages the bytes in pinned memory
+  // that is recycled once the copy has run). The default copies and synchronises the stream.
+  virtual void upload(void* dst, const void* src, size_t bytes, Stream& stream);
 
   // ---- execution ----
   virtual Stream& default_stream(int device_index) = 0;

@@ -69,8 +69,8 @@ Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Device dev
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(data, static_cast<size_t>(dtype_bytes(dtype, shape.numel())),
-                                         device, std::move(keepalive));
+  t.storage_ = std::make_shared<Storage>(
+      data, static_cast<size_t>(dtype_bytes(dtype, shape.numel())), device, std::move(keepalive));
   return t;
 }
 
@@ -143,8 +143,8 @@ Tensor Tensor::transpose(int a, int b) const {
 }
 
 Tensor Tensor::permute(std::span<const int> order) const {
-  MINDIESD_CHECK(static_cast<int>(order.size()) == dim(), InvalidArgument, "permute: ",
-                 order.size(), " dims given for shape ", shape_.str());
+  MINDIESD_CHECK(static_cast<int>(order.size()) == dim(), InvalidArgument,
+                 "permute: ", order.size(), " dims given for shape ", shape_.str());
   Tensor t = *this;
   bool seen[kMaxDims] = {};
   for (int i = 0; i < dim(); ++i) {
@@ -221,8 +221,8 @@ bool Tensor::can_view(const Shape& shape) const {
 Tensor Tensor::view(const Shape& shape) const {
   const Shape ns = resolve_shape(shape);
   Shape st;
-  MINDIESD_CHECK(view_strides(shape_, strides_, ns, &st), Unsupported, "cannot view ",
-                 shape_.str(), " with strides ", strides_.str(), " as ", ns.str(),
+  MINDIESD_CHECK(view_strides(shape_, strides_, ns, &st), Unsupported, "cannot view ", shape_.str(),
+                 " with strides ", strides_.str(), " as ", ns.str(),
                  " without a copy (use reshape)");
   Tensor t = *this;
   t.shape_ = ns;
@@ -336,10 +336,14 @@ void Tensor::copy_(const Tensor& src) const {
   Backend& b = backend_for(dev);
   const Tensor staged = s.to(dtype_).contiguous();
   const Tensor dst = is_contiguous() ? *this : empty(shape_, dtype_, device());
-  const CopyKind kind = device().is_cpu() ? CopyKind::DeviceToHost : CopyKind::HostToDevice;
   Stream& stream = b.default_stream(dev.index);
-  b.copy(dst.data_ptr(), staged.data_ptr(), static_cast<size_t>(nbytes()), kind, stream);
-  stream.synchronize();
+  if (device().is_cpu()) {  // the host needs the bytes: wait for them
+    b.copy(dst.data_ptr(), staged.data_ptr(), static_cast<size_t>(nbytes()), CopyKind::DeviceToHost,
+           stream);
+    stream.synchronize();
+  } else {  // queued behind the device's work; the host goes on
+    b.upload(dst.data_ptr(), staged.data_ptr(), static_cast<size_t>(nbytes()), stream);
+  }
   if (!dst.shares_storage(*this)) copy_(dst);
 }
 

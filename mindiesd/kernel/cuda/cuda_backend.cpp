@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -155,6 +156,28 @@ class CudaBackend final : public Backend {
     MINDIESD_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, s));
   }
 
+  void upload(void* dst, const void* src, size_t bytes, Stream& stream) override {
+    if (bytes == 0) return;
+    // Large uploads (weights at load time) go straight from pageable memory and wait: staging
+    // them would double their host footprint for no gain.
+    if (bytes > kMaxStagedBytes) {
+      copy(dst, src, bytes, CopyKind::HostToDevice, stream);
+      stream.synchronize();
+      return;
+    }
+    const cudaStream_t s = native_stream(stream);
+    DeviceGuard guard(stream.device().index);
+    std::lock_guard<std::mutex> lock(staging_mu_);
+    reclaim_staging_locked();
+    void* buf = pinned_host_allocator().allocate(bytes);
+    std::memcpy(buf, src, bytes);
+    cudaEvent_t done = nullptr;
+    MINDIESD_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    MINDIESD_CUDA_CHECK(cudaMemcpyAsync(dst, buf, bytes, cudaMemcpyHostToDevice, s));
+    MINDIESD_CUDA_CHECK(cudaEventRecord(done, s));
+    staging_.push_back({buf, done});
+  }
+
   Stream& default_stream(int device_index) override {
     DeviceSlot& d = slot(device_index);
     // Created on first use, so that registering the backend does not create a context (and
@@ -189,7 +212,31 @@ class CudaBackend final : public Backend {
     return devices_[static_cast<size_t>(device_index)];
   }
 
+  // Pinned staging buffers of uploads still in flight, each with the event after its copy; a
+  // buffer goes back to the pinned allocator once its event has completed. (At process exit the
+  // ones left are not freed: the pinned allocator may already be gone.)
+  struct Staged {
+    void* buffer;
+    cudaEvent_t done;
+  };
+  static constexpr size_t kMaxStagedBytes = size_t{64} << 20;
+  void reclaim_staging_locked() {
+    size_t kept = 0;
+    for (const Staged& st : staging_) {
+      if (cudaEventQuery(st.done) == cudaSuccess) {
+        (void)cudaEventDestroy(st.done);
+        pinned_host_allocator().deallocate(st.buffer);
+      } else {
+        (void)cudaGetLastError();  // cudaErrorNotReady is not an error here
+        staging_[kept++] = st;
+      }
+    }
+    staging_.resize(kept);
+  }
+
   std::vector<DeviceSlot> devices_;
+  std::mutex staging_mu_;
+  std::vector<Staged> staging_;
 };
 
 }  // namespace
