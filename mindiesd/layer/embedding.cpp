@@ -228,7 +228,10 @@ Tensor combined_timestep_text_proj(const Tensor& timestep, const Tensor& pooled_
                                    const ModuleWeights& w) {
   check_batch(timestep, "timestep", pooled_projection, "pooled_projection",
               "combined_timestep_text_proj");
-  const Tensor proj = time_proj_256(timestep).to(pooled_projection.dtype());
+  // The projection is formed where the timestep is (normally the host) and moved to the
+  // weights' device.
+  const Tensor proj =
+      time_proj_256(timestep).to(pooled_projection.dtype()).to(pooled_projection.device());
   const Tensor t_emb = timestep_embedder(proj, w.child("timestep_embedder"));
   const Tensor p_emb = text_projection(pooled_projection, w.child("text_embedder"), "silu");
   return ops::add(t_emb, p_emb);
@@ -241,10 +244,11 @@ Tensor combined_timestep_guidance_text_proj(const Tensor& timestep, const Tensor
   check_batch(timestep, "timestep", pooled_projection, "pooled_projection", what);
   check_batch(guidance, "guidance", pooled_projection, "pooled_projection", what);
   const DType t = pooled_projection.dtype();
+  const Device dev = pooled_projection.device();
   const Tensor t_emb =
-      timestep_embedder(time_proj_256(timestep).to(t), w.child("timestep_embedder"));
+      timestep_embedder(time_proj_256(timestep).to(t).to(dev), w.child("timestep_embedder"));
   const Tensor g_emb =
-      timestep_embedder(time_proj_256(guidance).to(t), w.child("guidance_embedder"));
+      timestep_embedder(time_proj_256(guidance).to(t).to(dev), w.child("guidance_embedder"));
   // (t_emb + g_emb) + text: the association diffusers uses, for identical rounding.
   const Tensor p_emb = text_projection(pooled_projection, w.child("text_embedder"), "silu");
   return ops::add(ops::add(t_emb, g_emb), p_emb);

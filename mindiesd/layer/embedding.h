@@ -107,7 +107,9 @@ Tensor text_projection(const Tensor& caption, const ModuleWeights& w,
 // diffusers CombinedTimestepTextProjEmbeddings (FLUX.1-schnell, SD3's time_text_embed):
 // Timesteps(256, flip_sin_to_cos=True, shift 0) -> timestep_embedder, plus
 // text_embedder(pooled) with SiLU. Submodules timestep_embedder.*, text_embedder.*.
-// `timestep` (N) as the transformer passes it (FLUX scales by 1000 before the embedder).
+// `timestep` (N) as the transformer passes it (FLUX scales by 1000 before the embedder), on any
+// device: the sinusoids are formed where it is (best the host: no read-back) and moved to
+// pooled_projection's device.
 Tensor combined_timestep_text_proj(const Tensor& timestep, const Tensor& pooled_projection,
                                    const ModuleWeights& w);
 // diffusers CombinedTimestepGuidanceTextProjEmbeddings (FLUX.1-dev): the above plus

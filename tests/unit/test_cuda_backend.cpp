@@ -237,6 +237,30 @@ TEST_F(CudaBackendTest, AsyncCopiesAreOrderedByEvents) {
   pinned.deallocate(dst);
 }
 
+TEST_F(CudaBackendTest, UploadsDoNotWaitAndKeepTheBytesOfTheirCall) {
+  // Backend::upload stages the bytes: the source may change right after the call, and each
+  // upload lands what the source held at its call, in stream order, however many are in flight
+  // (their pinned buffers are recycled as their copies finish).
+  const int64_t n = 1 << 16;
+  std::vector<float> host(static_cast<size_t>(n));
+  std::vector<Tensor> got;
+  for (int r = 0; r < 40; ++r) {
+    for (int64_t i = 0; i < n; ++i) host[static_cast<size_t>(i)] = static_cast<float>(r * n + i);
+    const Tensor src = Tensor::from_blob(host.data(), {n}, DType::f32, Device::cpu(), nullptr);
+    got.push_back(src.to(Device::cuda()));  // host is overwritten by the next round at once
+  }
+  for (int r = 0; r < 40; ++r) {
+    const std::vector<float> v = got[static_cast<size_t>(r)].to_vector();
+    ASSERT_EQ(v.front(), static_cast<float>(r * n)) << "upload " << r;
+    ASSERT_EQ(v.back(), static_cast<float>(r * n + n - 1)) << "upload " << r;
+  }
+  // Past the staging limit an upload is a plain synchronous copy, with the same result.
+  const int64_t big = int64_t{80} << 18;  // 80 MiB of floats
+  const Tensor large = ops::full({big}, 3.5, DType::f32).to(Device::cuda());
+  EXPECT_EQ(large.narrow(0, 0, 1).to_vector()[0], 3.5f);
+  EXPECT_EQ(large.narrow(0, big - 1, 1).to_vector()[0], 3.5f);
+}
+
 // ---- copy / fill kernels --------------------------------------------------------------------
 
 TEST_F(CudaBackendTest, CopyConvertsEveryDTypePairLikeTheCpu) {

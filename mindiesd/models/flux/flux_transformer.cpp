@@ -416,8 +416,10 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* t
   // there and uploaded once per forward).
   const Tensor txt_ids = position_ids(in.txt_ids, s_txt, axes, "txt_ids");
   const Tensor img_ids = position_ids(in.img_ids, s_img, axes, "img_ids").to(txt_ids.device());
-  const Tensor timestep = in.timestep.to(device_);
-  const Tensor guidance = in.guidance.defined() ? in.guidance.to(device_) : Tensor();
+  // Timestep and guidance stay on (or come to) the host: their sinusoidal embeddings are built
+  // there and uploaded, so the forward never waits for the device.
+  const Tensor timestep = in.timestep.to(Device::cpu());
+  const Tensor guidance = in.guidance.defined() ? in.guidance.to(Device::cpu()) : Tensor();
 
   // ---- embeddings ----
   Tensor hidden = layer::linear(hs, w.x_embedder.w, w.x_embedder.b);
