@@ -161,6 +161,24 @@ if [ "${BUILD_STATUS%% *}" = ok ]; then
   echo "$TEST_SUMMARY"
 fi
 
+# The attention kernel's shared-memory discipline on the real device: compute-sanitizer's
+# racecheck (and memcheck) over the attention harness cases (small shapes; the tools are slow).
+RACECHECK=skipped
+SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ "${BUILD_STATUS%% *}" = ok ] && [ "$GPU" != none ] && [ -n "$SANITIZER" ]; then
+  RACECHECK=""
+  for tool in racecheck memcheck; do
+    step "sanitizer: $tool over the attention harness"
+    if timeout 300 "$SANITIZER" --tool "$tool" --error-exitcode 9 "$BUILD/tests/mindiesd_tests" \
+      --gtest_filter='Layer/AttentionHarness.*' >"$LOGS/$tool.log" 2>&1; then
+      RACECHECK+="$tool clean; "
+    else
+      RACECHECK+="$tool FAILED (rc $?, see $tool.log); "
+      grep -m5 -E 'Error|Hazard|Invalid' "$LOGS/$tool.log" || true
+    fi
+  done
+fi
+
 BENCH_OUT=""
 if [ "$RUN_BENCH" = 1 ] && [ "${BUILD_STATUS%% *}" = ok ]; then
   # The CPU benchmarks (bench_gemm, bench_flux, ...) are for the CPU machines; bench_cuda runs
@@ -231,6 +249,7 @@ fi
       echo "$GAPS" | head -40
       echo '```'
     fi
+    echo "- compute-sanitizer on the attention harness: ${RACECHECK}"
     if [ -n "$FAILED_TESTS" ]; then
       echo "- failed:"
       echo '```'
