@@ -6,7 +6,10 @@
 // weights made on the GPU, 4096 image + 512 text tokens) next to diffusers' eager and
 // regionally compiled FluxTransformer2DModel (torch_cuda.py flux), with the GPU memory peak.
 //
-//   bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux]
+// Then one Wan2.1-T2V-1.3B transformer forward at 832x480, 81 frames (32,760 tokens) next to
+// diffusers (torch_cuda.py wan).
+//
+//   bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux] [--no-wan]
 // GEMM MxNxK: C[M,N] = A[M,K] @ B[K,N], row-major bf16. Attention BxHxSxD: q, k, v (B,H,S,D).
 #include <algorithm>
 #include <cmath>
@@ -15,12 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "peer.h"
 #include "mindiesd/core/backend.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/layer/attention.h"
 #include "mindiesd/models/flux/flux_transformer.h"
+#include "mindiesd/models/wan/wan_transformer.h"
+#include "peer.h"
 
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
@@ -31,9 +35,9 @@ namespace {
 
 using namespace mindiesd;
 
-const std::vector<std::string> kGemms = {
-    "4608x3072x3072",  "4608x9216x3072", "4608x12288x3072", "4608x3072x12288",
-    "4096x3072x15360", "32760x1536x1536", "32760x8960x1536", "32760x1536x8960"};
+const std::vector<std::string> kGemms = {"4608x3072x3072",  "4608x9216x3072",  "4608x12288x3072",
+                                         "4608x3072x12288", "4096x3072x15360", "32760x1536x1536",
+                                         "32760x8960x1536", "32760x1536x8960"};
 const std::vector<std::string> kAttn = {"1x24x4608x128", "1x12x32760x128", "2x24x4608x128",
                                         "1x24x1024x128"};
 
@@ -78,7 +82,8 @@ models::FluxTransformer2DModel random_flux(const Device& gpu) {
   std::map<std::string, Tensor> w;
   uint64_t seed = 100;
   auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-    w[name + ".weight"] = ops::affine(ops::randn({out, in}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+    w[name + ".weight"] =
+        ops::affine(ops::randn({out, in}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
     w[name + ".bias"] = ops::affine(ops::randn({out}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
   };
   auto norm = [&](const std::string& name) { w[name] = ops::full({d}, 1.0, DType::bf16, gpu); };
@@ -114,9 +119,131 @@ models::FluxTransformer2DModel random_flux(const Device& gpu) {
   }
   lin("norm_out.linear", 2 * n, n);
   lin("proj_out", c.in_channels, n);
-  return models::FluxTransformer2DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
-                                                      DType::bf16)
+  return models::FluxTransformer2DModel::from_weights(
+             c, io::WeightStore::from_tensors(std::move(w)), DType::bf16)
       .to(gpu);
+}
+
+// torch_cuda.py's rows for one model (`part`: flux or wan): mode -> {seconds, GPU peak bytes}.
+using PeerRows = std::map<std::string, std::pair<double, double>>;
+PeerRows model_peer(const std::string& python, const std::string& part) {
+  PeerRows rows;
+  for (const auto& j : bench::run_peer(python, "torch_cuda.py", part + " --model-repeats 5")) {
+    rows[j.value("mode", std::string())] = {j["seconds"].get<double>(), j.value("peak_bytes", 0.0)};
+  }
+  return rows;
+}
+
+// Our step and the peer's, with TFLOP/s, the fraction of the peak and GPU memory.
+void print_model_rows(double step, double flops, double peak, double peak_bytes, double weights_gib,
+                      const PeerRows& torch) {
+  std::printf(
+      "  mindiesd          %8.1f ms  %6.1f TFLOP/s (%4.1f%% of peak)  GPU peak %.2f GiB "
+      "(weights %.2f GiB)\n",
+      step * 1e3, flops / step / 1e12, 100 * flops / step / 1e12 / peak,
+      peak_bytes / double(1 << 30), weights_gib);
+  for (const auto& [mode, r] : torch)
+    std::printf("  diffusers %-7s %8.1f ms  %6.1f TFLOP/s  GPU peak %.2f GiB; mindiesd %.2fx\n",
+                mode.c_str(), r.first * 1e3, flops / r.first / 1e12, r.second / double(1 << 30),
+                r.first / step);
+}
+
+// One FLUX.1-dev transformer step at 1024^2 next to diffusers eager and compiled.
+void flux_step(const std::string& python, bool peer, double peak, const Device& gpu) {
+  const auto torch = peer ? model_peer(python, "flux") : PeerRows{};
+  Allocator& alloc = backend_for(gpu).allocator(0);
+  alloc.empty_cache();
+  const models::FluxTransformer2DModel model = random_flux(gpu);
+  const double weights_gib = alloc.stats().allocated_bytes / double(1 << 30);
+  const int64_t side = 64, s_img = side * side, s_txt = 512;
+  models::FluxForwardInputs in;
+  in.hidden_states = ops::randn({1, s_img, 64}, 1, 0, DType::bf16, gpu);
+  in.encoder_hidden_states = ops::randn({1, s_txt, 4096}, 2, 0, DType::bf16, gpu);
+  in.pooled_projections = ops::randn({1, 768}, 3, 0, DType::bf16, gpu);
+  in.timestep = ops::full({1}, 0.5, DType::bf16);
+  in.guidance = ops::full({1}, 3.5, DType::f32);
+  in.txt_ids = models::flux_text_ids(s_txt);
+  in.img_ids = models::flux_latent_image_ids(side, side);
+  alloc.reset_peak();
+  const double step = time_cuda([&] { (void)model.forward(in); }, 5);
+  const AllocatorStats fs = alloc.stats();
+  // FLOPs: 12 H^2 MACs of projections per token per block plus 2 T^2 H of attention.
+  const double t = s_img + s_txt, h = 3072;
+  const double flops = 57 * 2.0 * (12.0 * h * h * t + 2.0 * t * t * h);
+  std::printf("\nFLUX.1-dev transformer step, 1024x1024 (4096 + 512 tokens), bf16, %lld params\n",
+              static_cast<long long>(model.num_params()));
+  print_model_rows(step, flops, peak, fs.peak_allocated_bytes, weights_gib, torch);
+}
+
+// Wan2.1-T2V-1.3B's transformer with N(0, 0.02) bf16 weights generated on the GPU.
+models::WanTransformer3DModel random_wan_1_3b(const Device& gpu) {
+  io::WanTransformer3DModelConfig c;  // Wan2.1-T2V-1.3B: 30 blocks, 12 x 128 heads, FFN 8960
+  c.num_attention_heads = 12;
+  c.ffn_dim = 8960;
+  c.num_layers = 30;
+  const int64_t n = c.num_attention_heads * c.attention_head_dim;
+  std::map<std::string, Tensor> w;
+  uint64_t seed = 500;
+  auto rnd = [&](const Shape& shape) {
+    return ops::affine(ops::randn(shape, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+  };
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    w[name + ".weight"] = rnd({out, in});
+    w[name + ".bias"] = rnd({out});
+  };
+  auto ones = [&](const std::string& name) { w[name] = ops::full({n}, 1.0, DType::bf16, gpu); };
+  w["patch_embedding.weight"] = rnd({n, c.in_channels, 1, 2, 2});
+  w["patch_embedding.bias"] = rnd({n});
+  lin("condition_embedder.time_embedder.linear_1", n, c.freq_dim);
+  lin("condition_embedder.time_embedder.linear_2", n, n);
+  lin("condition_embedder.time_proj", 6 * n, n);
+  lin("condition_embedder.text_embedder.linear_1", n, c.text_dim);
+  lin("condition_embedder.text_embedder.linear_2", n, n);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    for (const char* a : {"attn1.", "attn2."}) {
+      for (const char* l : {"to_q", "to_k", "to_v", "to_out.0"}) lin(p + a + l, n, n);
+      ones(p + a + "norm_q.weight");
+      ones(p + a + "norm_k.weight");
+    }
+    ones(p + "norm2.weight");
+    w[p + "norm2.bias"] = rnd({n});
+    lin(p + "ffn.net.0.proj", c.ffn_dim, n);
+    lin(p + "ffn.net.2", n, c.ffn_dim);
+    w[p + "scale_shift_table"] = rnd({1, 6, n});
+  }
+  w["scale_shift_table"] = rnd({1, 2, n});
+  lin("proj_out", c.out_channels * 4, n);
+  return models::WanTransformer3DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
+                                                     DType::bf16)
+      .to(gpu);
+}
+
+// One Wan2.1-T2V-1.3B transformer forward at 832x480, 81 frames (32,760 tokens, 512 text
+// tokens), next to diffusers eager and compiled (torch_cuda.py wan).
+void wan_step(const std::string& python, bool peer, double peak, const Device& gpu) {
+  const auto torch = peer ? model_peer(python, "wan") : PeerRows{};
+  Allocator& alloc = backend_for(gpu).allocator(0);
+  alloc.empty_cache();
+  const models::WanTransformer3DModel model = random_wan_1_3b(gpu);
+  const double weights_gib = alloc.stats().allocated_bytes / double(1 << 30);
+  const int64_t frames = 21, lh = 60, lw = 104, text = 512;
+  models::WanForwardInputs in;
+  in.hidden_states = ops::randn({1, 16, frames, lh, lw}, 1, 0, DType::bf16, gpu);
+  in.encoder_hidden_states = ops::randn({1, text, 4096}, 2, 0, DType::bf16, gpu);
+  in.timestep = ops::full({1}, 500.0, DType::i64);
+  alloc.reset_peak();
+  const double step = time_cuda([&] { (void)model.forward(in); }, 5);
+  const AllocatorStats st = alloc.stats();
+  // Per block: projections 2 [S (4 D^2 + 2 D^2 + 2 D F) + L 2 D^2], attention 4 S^2 D + 4 S L D.
+  const double s_tok = frames * (lh / 2) * (lw / 2), d = 1536, f = 8960, l = text;
+  const double flops = 30 * (2 * (s_tok * (6 * d * d + 2 * d * f) + l * 2 * d * d) +
+                             4 * s_tok * s_tok * d + 4 * s_tok * l * d);
+  std::printf(
+      "\nWan2.1-T2V-1.3B transformer step, 832x480x81 (%.0f + %.0f tokens), bf16, %lld "
+      "params\n",
+      s_tok, l, static_cast<long long>(model.num_params()));
+  print_model_rows(step, flops, peak, st.peak_allocated_bytes, weights_gib, torch);
 }
 
 }  // namespace
@@ -124,15 +251,23 @@ models::FluxTransformer2DModel random_flux(const Device& gpu) {
 int main(int argc, char** argv) {
   std::string python = bench::default_python();
   int reps = 20;
-  bool peer = true, flux = true;
+  bool peer = true, flux = true, wan = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
-    else if (a == "--python" && i + 1 < argc) python = argv[++i];
-    else if (a == "--no-peer") peer = false;
-    else if (a == "--no-flux") flux = false;
+    if (a == "--reps" && i + 1 < argc)
+      reps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--python" && i + 1 < argc)
+      python = argv[++i];
+    else if (a == "--no-peer")
+      peer = false;
+    else if (a == "--no-flux")
+      flux = false;
+    else if (a == "--no-wan")
+      wan = false;
     else {
-      std::fprintf(stderr, "usage: bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux]\n");
+      std::fprintf(
+          stderr,
+          "usage: bench_cuda [--reps N] [--python PATH] [--no-peer] [--no-flux] [--no-wan]\n");
       return 2;
     }
   }
@@ -162,7 +297,8 @@ int main(int argc, char** argv) {
   // Our own 8192^3 product too: the peak through our path.
   const Tensor pa = ops::randn({8192, 8192}, 1, 0, DType::bf16, gpu);
   const Tensor pb = ops::randn({8192, 8192}, 2, 0, DType::bf16, gpu);
-  const double own_peak = 2.0 * 8192 * 8192 * 8192 / time_cuda([&] { (void)ops::matmul(pa, pb); }, reps) / 1e12;
+  const double own_peak =
+      2.0 * 8192 * 8192 * 8192 / time_cuda([&] { (void)ops::matmul(pa, pb); }, reps) / 1e12;
   const double peak = torch.count("peak") ? torch["peak"] : own_peak;
   std::printf("measured bf16 matmul peak (8192^3): torch %.1f TFLOP/s, mindiesd %.1f TFLOP/s\n",
               torch.count("peak") ? torch["peak"] : 0.0, own_peak);
@@ -193,7 +329,8 @@ int main(int argc, char** argv) {
     const Tensor k = ops::randn({d[0], d[1], d[2], d[3]}, 6, 0, DType::bf16, gpu);
     const Tensor v = ops::randn({d[0], d[1], d[2], d[3]}, 7, 0, DType::bf16, gpu);
     const double flops = 4.0 * d[0] * d[1] * d[2] * d[2] * d[3];
-    const double secs = time_cuda([&] { (void)layer::attention_forward(q, k, v, Tensor(), "BNSD"); }, reps);
+    const double secs =
+        time_cuda([&] { (void)layer::attention_forward(q, k, v, Tensor(), "BNSD"); }, reps);
     row("sdpa/" + s, secs, flops);
     // The flash kernel's other block shape (8 warps, 128 query rows), launched directly.
     const Tensor out = Tensor::empty(q.shape(), DType::bf16, gpu);
@@ -212,52 +349,16 @@ int main(int argc, char** argv) {
     fa.scale = 1.0f / std::sqrt(static_cast<float>(d[3]));
     fa.block_warps = 8;
     auto stream = static_cast<cudaStream_t>(backend_for(gpu).default_stream(0).native());
-    row("flash8w/" + s, time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
+    row("flash8w/" + s,
+        time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
         flops);
   }
   const AllocatorStats st = backend_for(gpu).allocator(0).stats();
   std::printf("\nGPU allocator peak: %.2f GiB allocated, %.2f GiB reserved\n",
               st.peak_allocated_bytes / double(1 << 30), st.peak_reserved_bytes / double(1 << 30));
-  if (!flux) return 0;
 
-  // ---- FLUX.1-dev transformer step at 1024^2 ----
-  std::map<std::string, double> torch_flux;  // mode -> seconds
-  std::map<std::string, double> torch_peak;
-  if (peer) {
-    for (const auto& j : bench::run_peer(python, "torch_cuda.py", "flux --model-repeats 5")) {
-      torch_flux[j.value("mode", std::string())] = j["seconds"].get<double>();
-      torch_peak[j.value("mode", std::string())] = j.value("peak_bytes", 0.0);
-    }
-  }
-  Allocator& alloc = backend_for(gpu).allocator(0);
-  alloc.empty_cache();
-  const models::FluxTransformer2DModel model = random_flux(gpu);
-  const double weights_gib = alloc.stats().allocated_bytes / double(1 << 30);
-  const int64_t side = 64, s_img = side * side, s_txt = 512;
-  models::FluxForwardInputs in;
-  in.hidden_states = ops::randn({1, s_img, 64}, 1, 0, DType::bf16, gpu);
-  in.encoder_hidden_states = ops::randn({1, s_txt, 4096}, 2, 0, DType::bf16, gpu);
-  in.pooled_projections = ops::randn({1, 768}, 3, 0, DType::bf16, gpu);
-  in.timestep = ops::full({1}, 0.5, DType::bf16);
-  in.guidance = ops::full({1}, 3.5, DType::f32);
-  in.txt_ids = models::flux_text_ids(s_txt);
-  in.img_ids = models::flux_latent_image_ids(side, side);
-  alloc.reset_peak();
-  const double step = time_cuda([&] { (void)model.forward(in); }, 5);
-  const AllocatorStats fs = alloc.stats();
-  // FLOPs: 12 H^2 MACs of projections per token per block plus 2 T^2 H of attention.
-  const double t = s_img + s_txt, h = 3072;
-  const double flops = 57 * 2.0 * (12.0 * h * h * t + 2.0 * t * t * h);
-  std::printf("\nFLUX.1-dev transformer step, 1024x1024 (4096 + 512 tokens), bf16, %lld params\n",
-              static_cast<long long>(model.num_params()));
-  std::printf("  mindiesd          %8.1f ms  %6.1f TFLOP/s (%4.1f%% of peak)  GPU peak %.2f GiB "
-              "(weights %.2f GiB)\n",
-              step * 1e3, flops / step / 1e12, 100 * flops / step / 1e12 / peak,
-              fs.peak_allocated_bytes / double(1 << 30), weights_gib);
-  for (const auto& [mode, secs] : torch_flux)
-    std::printf("  diffusers %-7s %8.1f ms  %6.1f TFLOP/s  GPU peak %.2f GiB; mindiesd %.2fx\n",
-                mode.c_str(), secs * 1e3, flops / secs / 1e12, torch_peak[mode] / double(1 << 30),
-                secs / step);
+  if (flux) flux_step(python, peer, peak, gpu);
+  if (wan) wan_step(python, peer, peak, gpu);
   return 0;
 }
 
