@@ -2,10 +2,12 @@
 // measured bf16 matmul peak (PyTorch's 8192^3 product in the same run), and PyTorch
 // (benchmark/torch_cuda.py: torch.matmul, F.scaled_dot_product_attention) on the same shapes in
 // the same run. Timed with CUDA events on the op's stream, median of --reps after a warm-up.
+// Attention rows: "sdpa/" is the op (cuDNN's fused attention where the build has
+// cudnn-frontend, else mindiesd's flash kernel), "flash4w/" and "flash8w/" mindiesd's own kernel
+// with 64- and 128-row blocks.
 // Then one FLUX.1-dev transformer step at 1024^2 (19 + 38 blocks at 3072 wide, random bf16
 // weights made on the GPU, 4096 image + 512 text tokens) next to diffusers' eager and
 // regionally compiled FluxTransformer2DModel (torch_cuda.py flux), with the GPU memory peak.
-//
 // Then one Wan2.1-T2V-1.3B transformer forward at 832x480, 81 frames (32,760 tokens) next to
 // diffusers (torch_cuda.py wan).
 //
@@ -332,7 +334,8 @@ int main(int argc, char** argv) {
     const double secs =
         time_cuda([&] { (void)layer::attention_forward(q, k, v, Tensor(), "BNSD"); }, reps);
     row("sdpa/" + s, secs, flops);
-    // The flash kernel's other block shape (8 warps, 128 query rows), launched directly.
+    // The op takes cuDNN's fused attention where the build has it; mindiesd's own flash kernel
+    // with both block shapes (4 warps / 64 query rows, 8 warps / 128), launched directly.
     const Tensor out = Tensor::empty(q.shape(), DType::bf16, gpu);
     cuda::FlashArgs fa{};
     fa.q = q.data_ptr();
@@ -347,11 +350,13 @@ int main(int argc, char** argv) {
     }
     fa.batch = d[0], fa.hq = fa.hkv = d[1], fa.sq = fa.sk = d[2];
     fa.scale = 1.0f / std::sqrt(static_cast<float>(d[3]));
-    fa.block_warps = 8;
     auto stream = static_cast<cudaStream_t>(backend_for(gpu).default_stream(0).native());
-    row("flash8w/" + s,
-        time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
-        flops);
+    for (int warps : {4, 8}) {
+      fa.block_warps = warps;
+      row("flash" + std::to_string(warps) + "w/" + s,
+          time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
+          flops);
+    }
   }
   const AllocatorStats st = backend_for(gpu).allocator(0).stats();
   std::printf("\nGPU allocator peak: %.2f GiB allocated, %.2f GiB reserved\n",

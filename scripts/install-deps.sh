@@ -15,7 +15,7 @@ PKGS=(
   ffmpeg                 # ffprobe: the video writer's tests check what they wrote
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
-  python3
+  python3 python3-pip    # pip download: cudnn-frontend's headers (scripts/fetch-cudnn-frontend.sh)
 )
 missing=()
 for p in "${PKGS[@]}"; do

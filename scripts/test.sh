@@ -23,6 +23,8 @@ if [ "${FAST:-0}" = 1 ]; then exit 0; fi
 
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   step "cuda build (compile + link)"
+  bash scripts/fetch-cudnn-frontend.sh ||
+    echo "cudnn-frontend not fetched: the cuda build goes on without cuDNN's fused attention"
   cmake --preset cuda >/dev/null
   cmake --build --preset cuda -j "$JOBS"
   step "cuda tests (CPU results where no GPU is visible)"

@@ -8,6 +8,14 @@
 #include "mindiesd/core/ops.h"
 #include "mindiesd/kernel/ref/attention.h"
 #include "mindiesd/layer/attention.h"
+#if defined(MINDIESD_CUDA)
+#include <cuda_runtime_api.h>
+
+#include "mindiesd/core/backend.h"
+#include "mindiesd/kernel/cuda/attention.h"
+#include "mindiesd/kernel/cuda/cuda_backend.h"
+#include "tolerance.h"
+#endif
 
 namespace mindiesd::test {
 namespace {
@@ -69,10 +77,10 @@ Case dense_case(const Dense& t, DType dt) {
       if (t.layout == "BSND") return permute(a, {0, 2, 1, 3});
       return permute(reshape(a, Shape{t.b, s, h, d}), {0, 2, 1, 3});
     };
-    const Array o = ref::attention(bnsd(x[0], t.hq, t.sq, t.d), bnsd(x[1], t.hkv, t.sk, t.d),
-                                   bnsd(x[2], t.hkv, t.sk, t.dv), x.size() > 3 ? x[3] : Array(),
-                                   t.mask == 1, t.scale ? *t.scale : 1.0 / std::sqrt(double(t.d)),
-                                   t.causal);
+    const Array o =
+        ref::attention(bnsd(x[0], t.hq, t.sq, t.d), bnsd(x[1], t.hkv, t.sk, t.d),
+                       bnsd(x[2], t.hkv, t.sk, t.dv), x.size() > 3 ? x[3] : Array(), t.mask == 1,
+                       t.scale ? *t.scale : 1.0 / std::sqrt(double(t.d)), t.causal);
     if (t.layout == "BNSD") return o;
     const Array s = permute(o, {0, 2, 1, 3});
     return t.layout == "BSND" ? s : reshape(s, Shape{t.b, t.sq, t.hq * t.dv});
@@ -126,9 +134,10 @@ TEST(Attention, VarlenMatchesPerSequenceDense) {
   const Tensor q = ops::randn({133, 4, 64}, 11).to(DType::bf16);
   const Tensor k = ops::randn({200, 2, 64}, 12).to(DType::bf16);
   const Tensor v = ops::randn({200, 2, 64}, 13).to(DType::bf16);
-  const Tensor out = layer::attention_forward_varlen(
-      q, k, v, Tensor::from_vector(cu_q, {5}, DType::i32), Tensor::from_vector(cu_k, {5}, DType::i64),
-      /*causal=*/true);
+  const Tensor out =
+      layer::attention_forward_varlen(q, k, v, Tensor::from_vector(cu_q, {5}, DType::i32),
+                                      Tensor::from_vector(cu_k, {5}, DType::i64),
+                                      /*causal=*/true);
   ASSERT_EQ(out.shape(), (Shape{133, 4, 64}));
   for (int b = 0; b < 4; ++b) {
     const int64_t q0 = cu_q[b], q1 = cu_q[b + 1], k0 = cu_k[b], k1 = cu_k[b + 1];
@@ -158,17 +167,126 @@ TEST(Attention, BadArgumentsNameTheProblem) {
   const Tensor q = Tensor::zeros({1, 4, 2, 8}, DType::f32);
   const Tensor k = Tensor::zeros({1, 4, 2, 8}, DType::f32);
   expect_invalid([&] { (void)layer::attention_forward(q, k, k, Tensor(), "NCHW"); }, "NCHW");
-  expect_invalid([&] { (void)layer::attention_forward(q, Tensor::zeros({1, 5, 2, 7}, DType::f32), Tensor::zeros({1, 5, 2, 7}, DType::f32)); }, "head_dim");
-  expect_invalid([&] { (void)layer::attention_forward(q, k, Tensor::zeros({1, 3, 2, 8}, DType::f32)); }, "sequence length and heads");
-  expect_invalid([&] { (void)layer::attention_forward(q, Tensor::zeros({1, 2, 3, 8}, DType::f32), Tensor::zeros({1, 2, 3, 8}, DType::f32)); }, "not a multiple");
-  expect_invalid([&] { (void)layer::attention_forward(q, k, k, Tensor::zeros({3, 2}, DType::boolean)); }, "mask: shapes (3, 2)");
-  expect_invalid([&] { (void)layer::attention_forward(q.view({1, 4, 16}), k.view({1, 4, 16}), k.view({1, 4, 16}), Tensor(), "BSH"); }, "head_num");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward(q, Tensor::zeros({1, 5, 2, 7}, DType::f32),
+                                       Tensor::zeros({1, 5, 2, 7}, DType::f32));
+      },
+      "head_dim");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward(q, k, Tensor::zeros({1, 3, 2, 8}, DType::f32));
+      },
+      "sequence length and heads");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward(q, Tensor::zeros({1, 2, 3, 8}, DType::f32),
+                                       Tensor::zeros({1, 2, 3, 8}, DType::f32));
+      },
+      "not a multiple");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward(q, k, k, Tensor::zeros({3, 2}, DType::boolean));
+      },
+      "mask: shapes (3, 2)");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward(q.view({1, 4, 16}), k.view({1, 4, 16}), k.view({1, 4, 16}),
+                                       Tensor(), "BSH");
+      },
+      "head_num");
   const Tensor pq = Tensor::zeros({6, 2, 8}, DType::f32);
-  auto cu = [](std::vector<float> v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, DType::i32); };
-  expect_invalid([&] { (void)layer::attention_forward_varlen(pq, pq, pq, cu({0, 4, 3, 6}), cu({0, 2, 4, 6})); }, "non-decreasing");
-  expect_invalid([&] { (void)layer::attention_forward_varlen(pq, pq, pq, cu({0, 2, 5}), cu({0, 2, 6})); }, "ends at 5");
-  expect_invalid([&] { (void)layer::attention_forward_varlen(pq, pq, pq, cu({1, 6}), cu({0, 6})); }, "start at 0");
+  auto cu = [](std::vector<float> v) {
+    return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}, DType::i32);
+  };
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward_varlen(pq, pq, pq, cu({0, 4, 3, 6}), cu({0, 2, 4, 6}));
+      },
+      "non-decreasing");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward_varlen(pq, pq, pq, cu({0, 2, 5}), cu({0, 2, 6}));
+      },
+      "ends at 5");
+  expect_invalid(
+      [&] {
+        (void)layer::attention_forward_varlen(pq, pq, pq, cu({1, 6}), cu({0, 6}));
+      },
+      "start at 0");
 }
+
+#if defined(MINDIESD_CUDA)
+
+// The op takes cuDNN's fused attention first where it can, so the harness above sees mostly
+// cuDNN on a GPU; each tensor-core path is checked here on its own: cuDNN's, and the flash
+// kernel with both block shapes, against the CPU on the same 16-bit inputs.
+TEST(CudaAttentionPaths, CudnnAndFlashKernelsMatchTheCpu) {
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  struct Shape4 {
+    int64_t b, hq, hkv, sq, sk, d;
+    bool causal;
+    DType dt;
+  };
+  const Shape4 shapes[] = {{1, 4, 4, 200, 200, 64, false, DType::bf16},
+                           {2, 3, 3, 130, 130, 128, true, DType::f16},
+                           {1, 4, 2, 77, 150, 128, false, DType::bf16},
+                           {1, 2, 2, 64, 300, 128, true, DType::bf16}};
+  Backend& gpu = *find_backend(DeviceType::CUDA);
+  Stream& stream = gpu.default_stream(0);
+  const auto s = static_cast<cudaStream_t>(stream.native());
+  for (const Shape4& p : shapes) {
+    const Tensor q = ops::randn({p.b, p.hq, p.sq, p.d}, 1, 0, p.dt);
+    const Tensor k = ops::randn({p.b, p.hkv, p.sk, p.d}, 2, 0, p.dt);
+    const Tensor v = ops::randn({p.b, p.hkv, p.sk, p.d}, 3, 0, p.dt);
+    layer::AttentionOptions o;
+    o.causal = p.causal;
+    const Tensor want = layer::attention_forward(q, k, v, Tensor(), "BNSD", o);
+    const Tensor qg = q.to(Device::cuda()), kg = k.to(Device::cuda()), vg = v.to(Device::cuda());
+    cuda::FlashArgs a{};
+    a.q = qg.data_ptr();
+    a.k = kg.data_ptr();
+    a.v = vg.data_ptr();
+    a.batch = p.b, a.hq = p.hq, a.hkv = p.hkv, a.sq = p.sq, a.sk = p.sk;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
+    a.causal = p.causal;
+    for (int i = 0; i < 3; ++i) {
+      a.q_stride[i] = qg.stride(i);
+      a.k_stride[i] = kg.stride(i);
+      a.v_stride[i] = vg.stride(i);
+      a.o_stride[i] = qg.stride(i);  // out is shaped and laid out like q
+    }
+    const Tolerance tol = tolerance(p.dt, OpClass::attention);
+    const std::string what = str_cat(dtype_name(p.dt), " ", p.b, "x", p.hq, "/", p.hkv, "x", p.sq,
+                                     "x", p.sk, "x", p.d, p.causal ? " causal" : "");
+    auto check = [&](const Tensor& got, const std::string& path) {
+      const std::vector<float> g = got.to_vector(), w = want.to_vector();
+      int64_t bad = 0;
+      for (size_t i = 0; i < g.size(); ++i)
+        bad += !(std::fabs(g[i] - w[i]) <= tol.atol + tol.rtol * std::fabs(w[i]));
+      EXPECT_EQ(bad, 0) << path << " on " << what;
+    };
+    for (int warps : {4, 8}) {
+      const Tensor out = Tensor::empty(q.shape(), p.dt, Device::cuda());
+      a.out = out.data_ptr();
+      a.block_warps = warps;
+      ASSERT_TRUE(cuda::flash_attention_supported(p.dt, p.d, p.d, a)) << what;
+      ASSERT_EQ(cuda::launch_flash_attention(p.dt, p.d, a, s), cudaSuccess) << what;
+      check(out, str_cat("flash kernel, ", warps, " warps"));
+    }
+    const Tensor out = Tensor::empty(q.shape(), p.dt, Device::cuda());
+    a.out = out.data_ptr();
+    std::string why;
+    const bool took = cuda::launch_cudnn_attention(p.dt, p.d, a, 0, s, gpu.allocator(0),
+                                                   cuda::stream_key(stream), &why);
+#if defined(MINDIESD_CUDNN_FRONTEND)
+    EXPECT_TRUE(took) << "cuDNN refused " << what << ": " << why;
+#endif
+    if (took) check(out, "cuDNN");
+  }
+}
+
+#endif  // MINDIESD_CUDA
 
 }  // namespace
 }  // namespace mindiesd::test

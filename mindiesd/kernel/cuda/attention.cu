@@ -1,5 +1,7 @@
 // Attention on CUDA, two kernels behind one op:
 //
+//  - cudnn (attention_cudnn.cpp): cuDNN's fused flash attention through cudnn-frontend, taken
+//    first for bf16 / f16 without a mask when the build has cudnn-frontend and cuDNN accepts;
 //  - flash: FlashAttention-2 on the tensor cores for bf16 / f16 with head dims 64 and 128 and no
 //    mask (the DiT case); the kernel body and its design are in flash_attention.cuh.
 //  - generic: any float dtype, any head dims up to 512, boolean or additive masks, any strides;
@@ -16,10 +18,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op_params.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/kernel/cuda/attention.h"
+#include "mindiesd/kernel/cuda/cuda_backend.h"
 #include "mindiesd/kernel/cuda/cuda_utils.h"
 #include "mindiesd/kernel/cuda/dtype.cuh"
 #include "mindiesd/kernel/cuda/flash_attention.cuh"
@@ -57,7 +61,8 @@ __global__ void __launch_bounds__(32 * kGenericWarps) generic_attention_kernel(G
 
   const char* q = static_cast<const char*>(a.q);
   const int64_t q_off = b * a.q_stride[0] + h * a.q_stride[1] + i * a.q_stride[2];
-  for (int d = lane; d < a.d; d += 32) qs[warp][d] = load_f32(q, a.q_dtype, q_off + d * a.q_stride[3]);
+  for (int d = lane; d < a.d; d += 32)
+    qs[warp][d] = load_f32(q, a.q_dtype, q_off + d * a.q_stride[3]);
   __syncwarp();
 
   const int64_t k_base = b * a.k_stride[0] + hk * a.k_stride[1];
@@ -75,7 +80,8 @@ __global__ void __launch_bounds__(32 * kGenericWarps) generic_attention_kernel(G
     if (j < last) {
       float dot = 0.0f;
       const int64_t ko = k_base + j * a.k_stride[2];
-      for (int d = 0; d < a.d; ++d) dot += qs[warp][d] * load_f32(a.k, a.k_dtype, ko + d * a.k_stride[3]);
+      for (int d = 0; d < a.d; ++d)
+        dot += qs[warp][d] * load_f32(a.k, a.k_dtype, ko + d * a.k_stride[3]);
       x = dot * a.scale;
       if (a.mask != nullptr) {
         const float mv = load_f32(a.mask, a.mask_dtype, m_base + j * a.m_stride[3]);
@@ -158,7 +164,8 @@ bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashAr
   if (a.block_warps != 0 && a.block_warps != 4 && a.block_warps != 8) return false;
   if (a.batch > 65535 || a.hq > 65535 || (a.sq + 63) / 64 > 0x7fffffff) return false;
   // 16-byte rows of K and V, 4-byte pairs of Q and out: last dim dense, other strides aligned.
-  if (!aligned_to(a.k, 16) || !aligned_to(a.v, 16) || !aligned_to(a.q, 4) || !aligned_to(a.out, 4)) return false;
+  if (!aligned_to(a.k, 16) || !aligned_to(a.v, 16) || !aligned_to(a.q, 4) || !aligned_to(a.out, 4))
+    return false;
   for (int i = 0; i < 3; ++i) {
     if (a.k_stride[i] % 8 != 0 || a.v_stride[i] % 8 != 0) return false;
     if (a.q_stride[i] % 2 != 0 || a.o_stride[i] % 2 != 0) return false;
@@ -166,13 +173,15 @@ bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashAr
   return true;
 }
 
-cudaError_t launch_flash_attention(DType dtype, int64_t d, const FlashArgs& a, cudaStream_t stream) {
+cudaError_t launch_flash_attention(DType dtype, int64_t d, const FlashArgs& a,
+                                   cudaStream_t stream) {
   if (a.sq == 0 || a.batch == 0 || a.hq == 0) return cudaSuccess;
   if (dtype == DType::bf16) {
     return d == 64 ? launch_flash_typed<__nv_bfloat16, 64>(a, stream)
                    : launch_flash_typed<__nv_bfloat16, 128>(a, stream);
   }
-  return d == 64 ? launch_flash_typed<__half, 64>(a, stream) : launch_flash_typed<__half, 128>(a, stream);
+  return d == 64 ? launch_flash_typed<__half, 64>(a, stream)
+                 : launch_flash_typed<__half, 128>(a, stream);
 }
 
 cudaError_t launch_generic_attention(const GenericArgs& a, cudaStream_t stream) {
@@ -195,12 +204,28 @@ cudaError_t launch_generic_attention(const GenericArgs& a, cudaStream_t stream) 
 
 namespace {
 
-// One dense problem (4-D views) on the flash kernel when it applies, else the generic one.
-void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& out,
-            const AttentionParams& p, cudaStream_t stream) {
+// Where a call's kernels run and take scratch memory from.
+struct Launch {
+  cudaStream_t stream;
+  int device;
+  Allocator* alloc;
+  uintptr_t stream_key;
+  explicit Launch(const OpCall& c, cudaStream_t s)
+      : stream(s),
+        device(c.outputs[0].device().index),
+        alloc(&backend_for(c.outputs[0].device()).allocator(c.outputs[0].device().index)),
+        stream_key(::mindiesd::cuda::stream_key(*c.stream)) {}
+};
+
+// One dense problem (4-D views): cuDNN's fused attention when this build has it and it takes the
+// problem, else the flash kernel when it applies, else the generic one.
+void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+            const Tensor& out, const AttentionParams& p, const Launch& launch) {
+  const cudaStream_t stream = launch.stream;
   const int64_t d = q.size(3), dv = v.size(3);
   const bool same = q.dtype() == k.dtype() && k.dtype() == v.dtype() && v.dtype() == out.dtype();
-  const bool dense_last = q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1;
+  const bool dense_last =
+      q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1;
   if (same && dense_last && !mask.defined()) {
     FlashArgs a{};
     a.q = q.data_ptr();
@@ -220,6 +245,10 @@ void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mas
     a.sk = k.size(2);
     a.scale = p.scale;
     a.causal = p.causal;
+    if (d == dv && launch_cudnn_attention(q.dtype(), d, a, launch.device, stream, *launch.alloc,
+                                          launch.stream_key)) {
+      return;
+    }
     if (flash_attention_supported(q.dtype(), d, dv, a)) {
       MINDIESD_CUDA_CHECK(launch_flash_attention(q.dtype(), d, a, stream));
       return;
@@ -266,7 +295,8 @@ void attention_kernel(const OpCall& c) {
   Tensor mask = c.inputs.size() > 3 ? c.inputs[3] : Tensor();
   const Shape full{q.size(0), q.size(1), q.size(2), c.inputs[1].size(2)};
   if (mask.defined() && mask.shape() != full) mask = mask.expand(full);
-  attend(q, c.inputs[1], c.inputs[2], mask, c.outputs[0], c.p<AttentionParams>(), scope.stream());
+  attend(q, c.inputs[1], c.inputs[2], mask, c.outputs[0], c.p<AttentionParams>(),
+         Launch(c, scope.stream()));
 }
 
 void attention_varlen_kernel(const OpCall& c) {
@@ -280,10 +310,11 @@ void attention_varlen_kernel(const OpCall& c) {
   auto seq = [](const Tensor& t, int64_t a, int64_t e) {
     return t.slice(0, a, e).permute({1, 0, 2}).unsqueeze(0);
   };
+  const Launch launch(c, scope.stream());
   for (int64_t b = 0; b + 1 < cq.numel(); ++b) {
     attend(seq(c.inputs[0], pq[b], pq[b + 1]), seq(c.inputs[1], pk[b], pk[b + 1]),
            seq(c.inputs[2], pk[b], pk[b + 1]), Tensor(), seq(c.outputs[0], pq[b], pq[b + 1]),
-           c.p<AttentionParams>(), scope.stream());
+           c.p<AttentionParams>(), launch);
   }
 }
 

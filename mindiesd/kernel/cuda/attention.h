@@ -7,7 +7,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 
+#include "mindiesd/core/allocator.h"
 #include "mindiesd/core/dtype.h"
 
 namespace mindiesd::cuda {
@@ -28,7 +30,19 @@ struct FlashArgs {
 };
 // Whether launch_flash_attention takes this problem (dtype, head dims, alignment, grid limits).
 bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashArgs& args);
-cudaError_t launch_flash_attention(DType dtype, int64_t d, const FlashArgs& args, cudaStream_t stream);
+cudaError_t launch_flash_attention(DType dtype, int64_t d, const FlashArgs& args,
+                                   cudaStream_t stream);
+
+// cuDNN's fused flash attention (the cudnn-frontend SDPA graph) on the flash kernel's arguments:
+// bf16 / f16, head dims multiples of 8 up to 128 (q.k and v alike), any strides with dense last
+// dims, GQA, bottom-right causal where every row sees a key (Sq <= Sk). One graph per problem
+// (dims, strides, scale, causal, device) is built on first use and cached, refusals too. The
+// workspace comes from `alloc` under `stream_key` and goes back once the work is queued.
+// Returns false, launching nothing, when this build has no cudnn-frontend or cuDNN does not
+// take the problem (`why` says which); throws Internal when an accepted graph fails to run.
+bool launch_cudnn_attention(DType dtype, int64_t d, const FlashArgs& args, int device,
+                            cudaStream_t stream, Allocator& alloc, uintptr_t stream_key,
+                            std::string* why = nullptr);
 
 // The fallback: any float dtypes per operand, head dims up to 512, an optional mask (boolean:
 // true attends; float: added to the logits) viewed as (B, Hq, Sq, Sk) with any strides

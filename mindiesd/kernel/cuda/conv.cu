@@ -25,9 +25,8 @@
 // safe because the allocator reuses a block only on the stream that freed it. When no cuDNN
 // algorithm takes a reduced-precision problem, the conv falls back to f32.
 //
-// Handles: one cudnnHandle_t per device per host thread, taken lazily from a process-wide
-// pool (and given back to it when the thread ends). The algorithm chosen for a problem (dims,
-// params, compute dtype, device) is cached, so repeated calls skip the heuristic query.
+// Handles: cudnn_util.h's, one per device per host thread. The algorithm chosen for a problem
+// (dims, params, compute dtype, device) is cached, so repeated calls skip the heuristic query.
 #include "mindiesd/kernel/cuda/kernels.h"
 
 #if defined(MINDIESD_CUDNN)
@@ -52,6 +51,7 @@
 #include "mindiesd/kernel/cuda/copy.h"
 #include "mindiesd/kernel/cuda/cuda_backend.h"
 #include "mindiesd/kernel/cuda/cuda_utils.h"
+#include "mindiesd/kernel/cuda/cudnn_util.h"
 
 #endif  // MINDIESD_CUDNN
 
@@ -113,38 +113,27 @@ struct Problem {
   }
 };
 
-bool is_not_supported(cudnnStatus_t s) {
-  const int v = static_cast<int>(s);
-  return v >= static_cast<int>(CUDNN_STATUS_NOT_SUPPORTED) && v < 4000;
-}
-
-std::string status_text(cudnnStatus_t s) {
-  std::string t = str_cat(cudnnGetErrorString(s), " (", static_cast<int>(s), ")");
-  char detail[512] = {};
-  cudnnGetLastErrorString(detail, sizeof(detail));
-  detail[sizeof(detail) - 1] = '\0';
-  if (detail[0] != '\0') t += str_cat(": ", detail);
-  return t;
-}
-
 [[noreturn]] void throw_cudnn(cudnnStatus_t s, const char* call, const Problem& pb) {
-  const std::string what = str_cat(call, " failed: ", status_text(s), "; ", pb.str());
-  if (is_not_supported(s)) MINDIESD_THROW(Unsupported, what);
+  const std::string what = str_cat(call, " failed: ", cudnn_status_text(s), "; ", pb.str());
+  if (cudnn_not_supported(s)) MINDIESD_THROW(Unsupported, what);
   MINDIESD_THROW(Internal, what);
 }
 
-#define MINDIESD_CUDNN_CHECK(call, pb)                                     \
-  do {                                                                     \
-    const cudnnStatus_t mindiesd_status_ = (call);                         \
-    if (mindiesd_status_ != CUDNN_STATUS_SUCCESS)                          \
-      ::mindiesd::cuda::throw_cudnn(mindiesd_status_, #call, (pb));        \
+#define MINDIESD_CUDNN_CHECK(call, pb)                              \
+  do {                                                              \
+    const cudnnStatus_t mindiesd_status_ = (call);                  \
+    if (mindiesd_status_ != CUDNN_STATUS_SUCCESS)                   \
+      ::mindiesd::cuda::throw_cudnn(mindiesd_status_, #call, (pb)); \
   } while (0)
 
 cudnnDataType_t cudnn_type(DType t) {
   switch (t) {
-    case DType::f16: return CUDNN_DATA_HALF;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
-    default: return CUDNN_DATA_FLOAT;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    default:
+      return CUDNN_DATA_FLOAT;
   }
 }
 
@@ -175,8 +164,8 @@ class FilterDesc {
  public:
   FilterDesc(DType t, int nd, const int* dims, const Problem& pb) {
     MINDIESD_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d_), pb);
-    MINDIESD_CUDNN_CHECK(
-        cudnnSetFilterNdDescriptor(d_, cudnn_type(t), CUDNN_TENSOR_NCHW, nd, dims), pb);
+    MINDIESD_CUDNN_CHECK(cudnnSetFilterNdDescriptor(d_, cudnn_type(t), CUDNN_TENSOR_NCHW, nd, dims),
+                         pb);
   }
   ~FilterDesc() { (void)cudnnDestroyFilterDescriptor(d_); }
   FilterDesc(const FilterDesc&) = delete;
@@ -222,56 +211,6 @@ class ActivationDesc {
  private:
   cudnnActivationDescriptor_t d_ = nullptr;
 };
-
-// ---- handles --------------------------------------------------------------------------------
-
-// Handles of threads that ended, per device, for the next thread that needs one. Leaked on
-// purpose: destroying handles at process exit races with the runtime's own teardown.
-struct HandlePool {
-  std::mutex mu;
-  std::unordered_map<int, std::vector<cudnnHandle_t>> idle;
-};
-HandlePool& handle_pool() {
-  static HandlePool* pool = new HandlePool;
-  return *pool;
-}
-
-struct ThreadHandles {
-  std::unordered_map<int, cudnnHandle_t> by_device;
-  ThreadHandles() = default;
-  ThreadHandles(const ThreadHandles&) = delete;
-  ThreadHandles& operator=(const ThreadHandles&) = delete;
-  ~ThreadHandles() {
-    HandlePool& pool = handle_pool();
-    const std::lock_guard<std::mutex> lock(pool.mu);
-    for (const auto& [device, h] : by_device) pool.idle[device].push_back(h);
-  }
-};
-
-// This thread's handle for the problem's device (current through the KernelScope), bound to
-// `stream`.
-cudnnHandle_t handle_for(const Problem& pb, cudaStream_t stream) {
-  thread_local ThreadHandles mine;
-  cudnnHandle_t h = nullptr;
-  const auto it = mine.by_device.find(pb.device);
-  if (it != mine.by_device.end()) {
-    h = it->second;
-  } else {
-    {
-      HandlePool& pool = handle_pool();
-      const std::lock_guard<std::mutex> lock(pool.mu);
-      std::vector<cudnnHandle_t>& idle = pool.idle[pb.device];
-      if (!idle.empty()) {
-        h = idle.back();
-        idle.pop_back();
-      }
-    }
-    if (h == nullptr) MINDIESD_CUDNN_CHECK(cudnnCreate(&h), pb);
-    mine.by_device.emplace(pb.device, h);
-  }
-  MINDIESD_CUDNN_CHECK(cudnnSetStream(h, stream), pb);
-  return h;
-}
 
 // ---- algorithm choice -----------------------------------------------------------------------
 
@@ -349,7 +288,8 @@ std::vector<Candidate> candidates(cudnnHandle_t h, const TensorDesc& xd, const F
   }
   add({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, m, false});
   add({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, m, false});
-  if (pb.cd != DType::f32) add({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_DEFAULT_MATH, false});
+  if (pb.cd != DType::f32)
+    add({CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_DEFAULT_MATH, false});
   return out;
 }
 
@@ -447,8 +387,8 @@ struct Descs {
 // Runs one candidate: the fused bias call, or the conv blended onto the bias (filled into y
 // first, once: `filled` tracks it across candidates) or onto nothing. A failure status comes
 // back; cuDNN rejects a configuration before it writes anything.
-cudnnStatus_t try_forward(cudnnHandle_t h, const Candidate& cand, const Descs& d,
-                          const Operands& o, const Problem& pb, const Memory& m, bool* filled,
+cudnnStatus_t try_forward(cudnnHandle_t h, const Candidate& cand, const Descs& d, const Operands& o,
+                          const Problem& pb, const Memory& m, bool* filled,
                           size_t* workspace_bytes) {
   cudnnStatus_t s = cudnnSetConvolutionMathType(d.conv.get(), cand.math);
   if (s != CUDNN_STATUS_SUCCESS) return s;
@@ -469,10 +409,9 @@ cudnnStatus_t try_forward(cudnnHandle_t h, const Candidate& cand, const Descs& d
   if (cand.fused) {
     // y = identity(conv(x, w) + 0 * z + bias) with z = y: cuDNN does not read z when alpha2
     // is 0 (checked on an H200 with y full of NaN), so y may hold anything beforehand.
-    s = cudnnConvolutionBiasActivationForward(h, &one, d.x.get(), o.x, d.w.get(), o.w,
-                                              d.conv.get(), cand.algo, wsp, ws, &zero, d.y.get(),
-                                              o.y, d.bias->get(), o.bias, d.act->get(),
-                                              d.y.get(), o.y);
+    s = cudnnConvolutionBiasActivationForward(h, &one, d.x.get(), o.x, d.w.get(), o.w, d.conv.get(),
+                                              cand.algo, wsp, ws, &zero, d.y.get(), o.y,
+                                              d.bias->get(), o.bias, d.act->get(), d.y.get(), o.y);
   } else {
     if (pb.bias && !*filled) {
       fill_bias(*o.bias_tensor, o.y, pb.cd, o.y_shape, m.stream);
@@ -508,7 +447,7 @@ std::string forward(const Problem& pb, const Operands& o, const Memory& m) {
   }
   if (cached && !choice.ok) return choice.why;
 
-  const cudnnHandle_t h = handle_for(pb, m.stream);
+  const cudnnHandle_t h = cudnn_handle(pb.device, m.stream);
   const Descs d(pb);
   bool filled = false;
 
@@ -523,9 +462,8 @@ std::string forward(const Problem& pb, const Operands& o, const Memory& m) {
   // First call for this problem: check cuDNN's idea of the output shape, then take the first
   // candidate that runs.
   int dims[5] = {};
-  MINDIESD_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(d.conv.get(), d.x.get(), d.w.get(),
-                                                             pb.nd, dims),
-                       pb);
+  MINDIESD_CUDNN_CHECK(
+      cudnnGetConvolutionNdForwardOutputDim(d.conv.get(), d.x.get(), d.w.get(), pb.nd, dims), pb);
   for (int i = 0; i < pb.nd; ++i) {
     MINDIESD_CHECK(dims[i] == pb.y[i], Internal, "cuDNN computes output dim ", i, " as ", dims[i],
                    " but the output has ", pb.y[i], "; ", pb.str());
@@ -548,9 +486,9 @@ std::string forward(const Problem& pb, const Operands& o, const Memory& m) {
     // anything else (a failed launch, a lost device) is an error of its own.
     const int v = static_cast<int>(s);
     const bool bad_param = v >= static_cast<int>(CUDNN_STATUS_BAD_PARAM) && v < 3000;
-    if (!is_not_supported(s) && !bad_param) throw_cudnn(s, "cudnnConvolutionForward", pb);
+    if (!cudnn_not_supported(s) && !bad_param) throw_cudnn(s, "cudnnConvolutionForward", pb);
     why = str_cat(cand.fused ? "fused bias, " : "", "algorithm ", static_cast<int>(cand.algo),
-                  " (math ", static_cast<int>(cand.math), "): ", status_text(s));
+                  " (math ", static_cast<int>(cand.math), "): ", cudnn_status_text(s));
   }
   Choice c;
   c.why = why;
@@ -616,8 +554,8 @@ std::string run_conv(const OpCall& c, const Memory& m, DType cd) {
   const int64_t x_item = item_numel(x.shape()), y_item = item_numel(out.shape());
   (void)checked_int(w.numel(), "weight size", c);
   const int64_t per_item = std::max<int64_t>({x_item, y_item, 1});
-  MINDIESD_CHECK(per_item <= INT_MAX, Unsupported, "conv on CUDA: one batch item of ",
-                 per_item, " elements does not fit cuDNN's 32-bit strides; ", pb.str());
+  MINDIESD_CHECK(per_item <= INT_MAX, Unsupported, "conv on CUDA: one batch item of ", per_item,
+                 " elements does not fit cuDNN's 32-bit strides; ", pb.str());
   const int64_t batch = out.size(0);
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(batch, INT_MAX / per_item));
 
@@ -635,9 +573,12 @@ std::string run_conv(const OpCall& c, const Memory& m, DType cd) {
     const int64_t nb = std::min(chunk, batch - n0);
     Problem part = pb;
     part.x[0] = part.y[0] = static_cast<int>(nb);
-    Operands o{static_cast<const char*>(xp) + n0 * x_item * esize, wp, bp,
+    Operands o{static_cast<const char*>(xp) + n0 * x_item * esize,
+               wp,
+               bp,
                static_cast<char*>(yp) + n0 * y_item * esize,
-               bias.defined() ? &bias : nullptr, out.shape()};
+               bias.defined() ? &bias : nullptr,
+               out.shape()};
     o.y_shape[0] = nb;
     const std::string why = forward(part, o, m);
     if (!why.empty()) return why;
@@ -678,8 +619,8 @@ void conv_kernel(const OpCall& c) {
                                       StridedIn{bias.data_ptr(), bias.dtype(), bstrides.data()},
                                       scope.stream()));
     } else {
-      MINDIESD_CUDA_CHECK(launch_fill(0.0, out.dim(), out.shape().data(), out_arg(out),
-                                      scope.stream()));
+      MINDIESD_CUDA_CHECK(
+          launch_fill(0.0, out.dim(), out.shape().data(), out_arg(out), scope.stream()));
     }
     return;
   }
