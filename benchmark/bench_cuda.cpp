@@ -31,7 +31,7 @@
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
 
-#include "mindiesd/kernel/cuda/attention.h"
+#include "mindiesd/kernel/cuda/cuda_utils.h"
 
 namespace {
 
@@ -337,19 +337,8 @@ int main(int argc, char** argv) {
     // The op takes cuDNN's fused attention where the build has it; mindiesd's own flash kernel
     // with both block shapes (4 warps / 64 query rows, 8 warps / 128), launched directly.
     const Tensor out = Tensor::empty(q.shape(), DType::bf16, gpu);
-    cuda::FlashArgs fa{};
-    fa.q = q.data_ptr();
-    fa.k = k.data_ptr();
-    fa.v = v.data_ptr();
-    fa.out = out.data_ptr();
-    for (int i = 0; i < 3; ++i) {
-      fa.q_stride[i] = q.stride(i);
-      fa.k_stride[i] = k.stride(i);
-      fa.v_stride[i] = v.stride(i);
-      fa.o_stride[i] = out.stride(i);
-    }
-    fa.batch = d[0], fa.hq = fa.hkv = d[1], fa.sq = fa.sk = d[2];
-    fa.scale = 1.0f / std::sqrt(static_cast<float>(d[3]));
+    cuda::FlashArgs fa =
+        cuda::flash_args(q, k, v, out, 1.0f / std::sqrt(static_cast<float>(d[3])), false);
     auto stream = static_cast<cudaStream_t>(backend_for(gpu).default_stream(0).native());
     for (int warps : {4, 8}) {
       fa.block_warps = warps;

@@ -12,8 +12,8 @@
 #include <cuda_runtime_api.h>
 
 #include "mindiesd/core/backend.h"
-#include "mindiesd/kernel/cuda/attention.h"
 #include "mindiesd/kernel/cuda/cuda_backend.h"
+#include "mindiesd/kernel/cuda/cuda_utils.h"
 #include "tolerance.h"
 #endif
 
@@ -243,19 +243,9 @@ TEST(CudaAttentionPaths, CudnnAndFlashKernelsMatchTheCpu) {
     o.causal = p.causal;
     const Tensor want = layer::attention_forward(q, k, v, Tensor(), "BNSD", o);
     const Tensor qg = q.to(Device::cuda()), kg = k.to(Device::cuda()), vg = v.to(Device::cuda());
-    cuda::FlashArgs a{};
-    a.q = qg.data_ptr();
-    a.k = kg.data_ptr();
-    a.v = vg.data_ptr();
-    a.batch = p.b, a.hq = p.hq, a.hkv = p.hkv, a.sq = p.sq, a.sk = p.sk;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(p.d));
-    a.causal = p.causal;
-    for (int i = 0; i < 3; ++i) {
-      a.q_stride[i] = qg.stride(i);
-      a.k_stride[i] = kg.stride(i);
-      a.v_stride[i] = vg.stride(i);
-      a.o_stride[i] = qg.stride(i);  // out is shaped and laid out like q
-    }
+    // out is shaped and laid out like q; its pointer is set per path below.
+    cuda::FlashArgs a =
+        cuda::flash_args(qg, kg, vg, qg, 1.0f / std::sqrt(static_cast<float>(p.d)), p.causal);
     const Tolerance tol = tolerance(p.dt, OpClass::attention);
     const std::string what = str_cat(dtype_name(p.dt), " ", p.b, "x", p.hq, "/", p.hkv, "x", p.sq,
                                      "x", p.sk, "x", p.d, p.causal ? " causal" : "");

@@ -227,24 +227,7 @@ void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mas
   const bool dense_last =
       q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1;
   if (same && dense_last && !mask.defined()) {
-    FlashArgs a{};
-    a.q = q.data_ptr();
-    a.k = k.data_ptr();
-    a.v = v.data_ptr();
-    a.out = out.data_ptr();
-    for (int i = 0; i < 3; ++i) {
-      a.q_stride[i] = q.stride(i);
-      a.k_stride[i] = k.stride(i);
-      a.v_stride[i] = v.stride(i);
-      a.o_stride[i] = out.stride(i);
-    }
-    a.batch = q.size(0);
-    a.hq = q.size(1);
-    a.hkv = k.size(1);
-    a.sq = q.size(2);
-    a.sk = k.size(2);
-    a.scale = p.scale;
-    a.causal = p.causal;
+    const FlashArgs a = flash_args(q, k, v, out, p.scale, p.causal);
     if (d == dv && launch_cudnn_attention(q.dtype(), d, a, launch.device, stream, *launch.alloc,
                                           launch.stream_key)) {
       return;

@@ -8,6 +8,7 @@
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op.h"
 #include "mindiesd/core/tensor.h"
+#include "mindiesd/kernel/cuda/attention.h"
 #include "mindiesd/kernel/cuda/strided.h"
 
 namespace mindiesd::cuda {
@@ -57,6 +58,30 @@ inline StridedOut out_arg(const Tensor& t) { return {t.data_ptr(), t.dtype(), t.
 // `t` as a view of `out`'s shape (stride-0 broadcast); the front ends usually did this already.
 inline Tensor broadcast_like(const Tensor& t, const Tensor& out) {
   return t.shape() == out.shape() ? t : t.expand(out.shape());
+}
+
+// The tensor-core attention arguments of 4-D (B, H, S, D) views (dense last dims).
+inline FlashArgs flash_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                            float scale, bool causal) {
+  FlashArgs a{};
+  a.q = q.data_ptr();
+  a.k = k.data_ptr();
+  a.v = v.data_ptr();
+  a.out = out.data_ptr();
+  for (int i = 0; i < 3; ++i) {
+    a.q_stride[i] = q.stride(i);
+    a.k_stride[i] = k.stride(i);
+    a.v_stride[i] = v.stride(i);
+    a.o_stride[i] = out.stride(i);
+  }
+  a.batch = q.size(0);
+  a.hq = q.size(1);
+  a.hkv = k.size(1);
+  a.sq = q.size(2);
+  a.sk = k.size(2);
+  a.scale = scale;
+  a.causal = causal;
+  return a;
 }
 
 }  // namespace mindiesd::cuda
