@@ -4,9 +4,10 @@
 #
 #   scripts/gpu-check.sh            configure + build + ctest, then the report
 #   scripts/gpu-check.sh --bench    also run the GPU benchmark (bench_cuda, beside PyTorch)
-#   scripts/gpu-check.sh --prebuilt no build: unpack .gpu/bundle.tar.xz (made on a build machine
-#                                   by scripts/gpu-bundle.sh: executables, ctest files, the
-#                                   CPU-side shared libraries) and test with it
+#   scripts/gpu-check.sh --prebuilt no build: unpack .gpu/bin.tar.xz (and .gpu/libs.tar.xz into
+#                                   .gpu/lib unless an earlier call did), made on a build machine
+#                                   by scripts/gpu-bundle.sh (see there for the two-call recipe),
+#                                   and test with them
 #   JOBS=N                          build parallelism (default: all cores)
 #   TEST_FILTER=REGEX               only the ctest tests matching it (e.g. 'Cuda|Harness')
 #
@@ -109,22 +110,37 @@ if [ "$GPU" = none ]; then
   echo "gpu-check: no GPU visible; building and testing anyway (the CUDA tests will skip)" >&2
 fi
 START=$SECONDS
-# Where the executables look for the CUDA libraries and (prebuilt) the CPU side's.
-export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/cuda/lib64${CUDNN_DIR:+:$CUDNN_DIR/lib}"
+# Where the executables look for the CUDA libraries and (prebuilt) the CPU side's: the toolkit,
+# then every lib folder of PyTorch's nvidia wheels (cuDNN, NVRTC, ...).
+NVIDIA_LIBS=$(python3 -c '
+import os
+try:
+    import nvidia
+    base = list(nvidia.__path__)[0]
+    print(":".join(os.path.join(base, d, "lib") for d in sorted(os.listdir(base))
+                   if os.path.isdir(os.path.join(base, d, "lib"))))
+except Exception:
+    pass
+' 2>/dev/null)
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/cuda/lib64${CUDNN_DIR:+:$CUDNN_DIR/lib}${NVIDIA_LIBS:+:$NVIDIA_LIBS}"
 if [ -d .gpu/whl ] && ls .gpu/whl/*.whl >/dev/null 2>&1; then  # the PyTorch peer's diffusers
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
     .gpu/whl/*.whl 2>/dev/null && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if [ "$PREBUILT" = 1 ]; then
-  step "prebuilt: unpacking .gpu/bundle.tar.xz"
+  step "prebuilt: unpacking .gpu/bin.tar.xz (and .gpu/libs.tar.xz into .gpu/lib unless there)"
   CONFIGURE_CMD="(prebuilt: scripts/gpu-bundle.sh on the build machine)"
-  BUILD_CMD="tar xJf .gpu/bundle.tar.xz"
-  if tar xJf .gpu/bundle.tar.xz; then
+  BUILD_CMD="tar xJf .gpu/bin.tar.xz"
+  if [ ! -d .gpu/lib ] && [ -f .gpu/libs.tar.xz ]; then
+    mkdir -p .gpu/lib && tar xJf .gpu/libs.tar.xz -C .gpu/lib
+  fi
+  if [ -d .gpu/lib ] && tar xJf .gpu/bin.tar.xz; then
     CONFIGURE=prebuilt BUILD_STATUS="ok (prebuilt)"
     [ -f "$BUILD/BUILD_INFO" ] && COMMIT="$(sed -n 's/^commit //p' "$BUILD/BUILD_INFO") (prebuilt: $(sed -n 's/^built //p' "$BUILD/BUILD_INFO"))"
-    export LD_LIBRARY_PATH="$PWD/.gpu-lib:$LD_LIBRARY_PATH"
+    export LD_LIBRARY_PATH="$PWD/.gpu/lib:$LD_LIBRARY_PATH"
     MISSING=()
   else
+    echo "gpu-check: --prebuilt needs .gpu/bin.tar.xz and .gpu/lib (or .gpu/libs.tar.xz)" >&2
     CONFIGURE=failed
   fi
 else
