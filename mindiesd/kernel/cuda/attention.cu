@@ -1,4 +1,4 @@
-// Attention on CUDA, two kernels behind one op:
+// Attention on CUDA, three paths behind one op, tried in this order:
 //
 //  - cudnn (attention_cudnn.cpp): cuDNN's fused flash attention through cudnn-frontend, taken
 //    first for bf16 / f16 without a mask when the build has cudnn-frontend and cuDNN accepts;
