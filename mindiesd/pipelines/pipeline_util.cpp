@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "mindiesd/core/backend.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/text/tokens.h"

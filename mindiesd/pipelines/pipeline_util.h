@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "mindiesd/core/backend.h"
 #include "mindiesd/core/tensor.h"
+
+namespace mindiesd {
+class Event;
+}
 
 namespace mindiesd::pipelines {
 

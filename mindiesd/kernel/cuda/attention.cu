@@ -210,6 +210,9 @@ struct Launch {
   int device;
   Allocator* alloc;
   uintptr_t stream_key;
+  // cuDNN builds and caches a graph per problem shape: right for the dense op, whose shapes
+  // repeat every step, wrong for varlen, whose per-sequence lengths vary from call to call.
+  bool try_cudnn = true;
   explicit Launch(const OpCall& c, cudaStream_t s)
       : stream(s),
         device(c.outputs[0].device().index),
@@ -228,8 +231,9 @@ void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mas
       q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1;
   if (same && dense_last && !mask.defined()) {
     const FlashArgs a = flash_args(q, k, v, out, p.scale, p.causal);
-    if (d == dv && launch_cudnn_attention(q.dtype(), d, a, launch.device, stream, *launch.alloc,
-                                          launch.stream_key)) {
+    if (launch.try_cudnn && d == dv &&
+        launch_cudnn_attention(q.dtype(), d, a, launch.device, stream, *launch.alloc,
+                               launch.stream_key)) {
       return;
     }
     if (flash_attention_supported(q.dtype(), d, dv, a)) {
@@ -293,7 +297,8 @@ void attention_varlen_kernel(const OpCall& c) {
   auto seq = [](const Tensor& t, int64_t a, int64_t e) {
     return t.slice(0, a, e).permute({1, 0, 2}).unsqueeze(0);
   };
-  const Launch launch(c, scope.stream());
+  Launch launch(c, scope.stream());
+  launch.try_cudnn = false;
   for (int64_t b = 0; b + 1 < cq.numel(); ++b) {
     attend(seq(c.inputs[0], pq[b], pq[b + 1]), seq(c.inputs[1], pk[b], pk[b + 1]),
            seq(c.inputs[2], pk[b], pk[b + 1]), Tensor(), seq(c.outputs[0], pq[b], pq[b + 1]),
