@@ -4,6 +4,11 @@
 #
 #   scripts/gpu-check.sh            configure + build + ctest, then the report
 #   scripts/gpu-check.sh --bench    also run the GPU benchmark (bench_cuda, beside PyTorch)
+#   scripts/gpu-check.sh --bare     build the cuda-bare preset instead (MINDIESD_CPU_DEPS=OFF: the
+#                                   CUDA toolkit alone, plus nlohmann-json and GoogleTest sources
+#                                   from build/deps, made by scripts/vendor-build-deps.sh and
+#                                   carried along); tests needing tokenizers / FFmpeg skip
+#   CUDA_ARCHS=LIST                 CMAKE_CUDA_ARCHITECTURES for the build (default: the preset's)
 #   scripts/gpu-check.sh --prebuilt no build: unpack .gpu/bin.tar.xz (and .gpu/libs.tar.xz into
 #                                   .gpu/lib unless an earlier call did), made on a build machine
 #                                   by scripts/gpu-bundle.sh (see there for the two-call recipe),
@@ -22,16 +27,18 @@ cd "$(dirname "$0")/.." || exit 1
 JOBS=${JOBS:-$(nproc)}
 RUN_BENCH=0
 PREBUILT=0
+PRESET=cuda
 for arg in "$@"; do
   case "$arg" in
     --bench) RUN_BENCH=1 ;;
     --prebuilt) PREBUILT=1 ;;
-    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+    --bare) PRESET=cuda-bare ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
 
-BUILD=build/cuda  # the preset's binaryDir
+BUILD=build/$PRESET  # the preset's binaryDir
 LOGS=$BUILD/gpu-check-logs
 mkdir -p "$LOGS" benchmark/results
 export PATH="$PATH:/usr/local/cuda/bin"
@@ -85,21 +92,25 @@ TORCH_V=$(python3 -c 'import torch; print(torch.__version__, "cuda", torch.versi
 # What the CPU side of the build needs; absent on a bare GPU machine.
 have_header() { echo "#include <$1>" | c++ -std=c++20 -E -x c++ - >/dev/null 2>&1; }
 MISSING=()
-have_header oneapi/dnnl/dnnl.hpp || MISSING+=("oneDNN (libdnnl-dev)")
-have_header nlohmann/json.hpp || MISSING+=("nlohmann-json (nlohmann-json3-dev)")
-have_header png.h || MISSING+=("libpng (libpng-dev)")
-have_header gtest/gtest.h || MISSING+=("GoogleTest (libgtest-dev)")
+if [ "$PRESET" = cuda ]; then
+  have_header oneapi/dnnl/dnnl.hpp || MISSING+=("oneDNN (libdnnl-dev)")
+  have_header png.h || MISSING+=("libpng (libpng-dev)")
+fi
+have_header nlohmann/json.hpp || [ -f build/deps/nlohmann_json/include/nlohmann/json.hpp ] ||
+  MISSING+=("nlohmann-json (nlohmann-json3-dev or build/deps)")
+have_header gtest/gtest.h || [ -f build/deps/googletest/CMakeLists.txt ] ||
+  MISSING+=("GoogleTest (libgtest-dev or build/deps)")
 command -v nvcc >/dev/null 2>&1 || MISSING+=("nvcc (CUDA toolkit)")
 command -v ninja >/dev/null 2>&1 || MISSING+=("ninja")
 
 # ---- configure, build, test -------------------------------------------------------------------
-CONFIGURE_CMD="cmake --preset cuda"
+CONFIGURE_CMD="cmake --preset $PRESET${CUDA_ARCHS:+ -DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS}"
 # CMake < 3.26 knows no C++20 flag for nvcc and refuses CMAKE_CUDA_STANDARD 20; tell it.
 if [ "$(printf '%s\n3.26\n' "$CMAKE_V" | sort -V | head -1)" != 3.26 ]; then
   CONFIGURE_CMD="$CONFIGURE_CMD -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20"
   CONFIGURE_CMD="$CONFIGURE_CMD -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20"
 fi
-BUILD_CMD="cmake --build --preset cuda -j $JOBS"
+BUILD_CMD="cmake --build --preset $PRESET -j $JOBS"
 TEST_CMD="ctest --test-dir $BUILD -j $JOBS --output-on-failure --timeout 300${TEST_FILTER:+ -R $TEST_FILTER}"
 CONFIGURE=skipped BUILD_STATUS=skipped TESTS=skipped TEST_SUMMARY="" FAILED_TESTS=""
 SKIPPED_COUNT=""
@@ -173,7 +184,7 @@ if [ "${BUILD_STATUS%% *}" = ok ]; then
   FAILED_TESTS=$(sed -n '/The following tests FAILED/,$p' "$LOGS/ctest.log" | grep -E '^\s+[0-9]+ - ' || true)
   SKIPPED_COUNT=$(grep -c -E '\*\*\*Skipped|Not Run' "$LOGS/ctest.log" || true)
   # Harness cases the CUDA backend could not run (Unsupported: an op or dtype it lacks).
-  GAPS=$(grep -h -o -E '\[not on cuda:0\] [^:]*' "$LOGS/ctest.log" build/cuda/Testing/Temporary/LastTest.log 2>/dev/null | sort -u || true)
+  GAPS=$(grep -h -o -E '\[not on cuda:0\] [^:]*' "$LOGS/ctest.log" $BUILD/Testing/Temporary/LastTest.log 2>/dev/null | sort -u || true)
   echo "$TEST_SUMMARY"
 fi
 
@@ -238,9 +249,10 @@ fi
   echo "| test | \`$TEST_CMD\` | $TESTS |"
   echo
   if [ "$CONFIGURE" = failed ]; then
-    echo "The configure step failed. The \`cuda\` preset currently needs the CPU build's"
-    echo "dependencies too (oneDNN, nlohmann-json, libpng, GoogleTest), which a bare GPU machine"
-    echo "does not have; \`scripts/install-deps.sh\` installs them on Debian (root and network)."
+    echo "The configure step failed. The \`cuda\` preset needs the CPU build's dependencies too"
+    echo "(oneDNN, libpng, FFmpeg, ICU, sentencepiece, nlohmann-json, GoogleTest), which a bare GPU"
+    echo "machine does not have: use \`--bare\` (the \`cuda-bare\` preset) with build/deps from"
+    echo "\`scripts/vendor-build-deps.sh\`, or \`--prebuilt\`."
     echo "Last lines of the configure log:"
     echo
     echo '```'

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every test: the CPU suite (unit, differential harness, diffusers parity),
 # the same suite under ASan + UBSan, a compile-and-link of the CUDA backend (sm_80, sm_89,
-# sm_90a; its tests run too when a GPU is visible), and the bounded libFuzzer runs.
+# sm_90a; its tests run too when a GPU is visible), the same with the CUDA toolkit alone
+# (cuda-bare: no oneDNN, libpng, FFmpeg, ICU or sentencepiece; the suite on mindiesd's own CPU
+# GEMM and convolution), and the bounded libFuzzer runs.
 #   scripts/test.sh            everything (what CI runs)
 #   FAST=1 scripts/test.sh     CPU suite only
 #   FUZZ_SECONDS=N             seconds per fuzz target (default 60)
@@ -29,6 +31,11 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   cmake --build --preset cuda -j "$JOBS"
   step "cuda tests (CPU results where no GPU is visible)"
   ctest --preset cuda -j "$JOBS"
+  step "cuda-bare build (the CUDA toolkit alone: MINDIESD_CPU_DEPS=OFF)"
+  cmake --preset cuda-bare >/dev/null
+  cmake --build --preset cuda-bare -j "$JOBS"
+  step "cuda-bare tests"
+  ctest --preset cuda-bare -j "$JOBS"
 else
   echo "nvcc not found: skipping the cuda preset"
 fi

@@ -16,6 +16,15 @@
 
 #include "mindiesd/core/error.h"
 
+// Builds without the CPU-side libraries (MINDIESD_CPU_DEPS=OFF: no ICU / sentencepiece
+// tokenizers, FFmpeg, PNG reading) skip the tests that need them, naming what is missing.
+#if MINDIESD_CPU_DEPS
+#define MINDIESD_SKIP_WITHOUT_CPU_DEPS(what) static_cast<void>(0)
+#else
+#define MINDIESD_SKIP_WITHOUT_CPU_DEPS(what) \
+  GTEST_SKIP() << "this build has no " what " (MINDIESD_CPU_DEPS=OFF)"
+#endif
+
 namespace mindiesd::test {
 
 // A fresh folder under the system temp directory, named mindiesd_test_<prefix>_<pid>_<n> so a

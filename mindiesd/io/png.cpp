@@ -1,7 +1,10 @@
 #include "mindiesd/io/png.h"
 
+#if MINDIESD_CPU_DEPS
 #include <png.h>
+#endif
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +15,12 @@
 
 namespace mindiesd::io {
 
+namespace {
+// PNG's own limit on a dimension (2^31 - 1); libpng's default user limit is 1,000,000.
+constexpr int64_t kMaxPngDim = 1000000;
+}  // namespace
+
+#if MINDIESD_CPU_DEPS
 // libpng reports errors by longjmp-ing to a setjmp point. A longjmp that skips a frame holding an
 // object with a non-trivial destructor is undefined behaviour, so the functions below that call
 // setjmp (read_header, read_rows, write_image) are plain C in spirit: their frames and everything
@@ -167,9 +176,6 @@ struct WriteGuard {
   }
 };
 
-// PNG's own limit on a dimension (2^31 - 1); libpng's default user limit is 1,000,000.
-constexpr int64_t kMaxPngDim = 1000000;
-
 }  // namespace
 
 Tensor decode_png(std::span<const uint8_t> bytes, std::string_view source, int64_t max_pixels) {
@@ -208,12 +214,88 @@ Tensor decode_png(std::span<const uint8_t> bytes, std::string_view source, int64
   return out;
 }
 
+#else
+Tensor decode_png(std::span<const uint8_t>, std::string_view source, int64_t) {
+  MINDIESD_THROW(Unsupported, source, ": reading PNG needs libpng, and this build has none ",
+                 "(MINDIESD_CPU_DEPS=OFF)");
+}
+#endif
+
 Tensor read_png(const std::filesystem::path& path, int64_t max_pixels) {
   const std::shared_ptr<MappedFile> file = MappedFile::open(path);
   return decode_png(file->bytes(), path.string(), max_pixels);
 }
 
 namespace {
+
+#if !MINDIESD_CPU_DEPS
+// Without libpng: a valid PNG whose zlib stream holds stored (uncompressed) deflate blocks
+// (RFC 1950/1951) and filter type 0 on every row. Larger files, same pixels.
+uint32_t crc32_update(uint32_t crc, const uint8_t* p, size_t n) {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+void put_be32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<uint8_t>(v >> s));
+}
+
+void put_chunk(std::vector<uint8_t>& out, const char type[5], const std::vector<uint8_t>& data) {
+  put_be32(out, static_cast<uint32_t>(data.size()));
+  const size_t at = out.size();
+  out.insert(out.end(), type, type + 4);
+  out.insert(out.end(), data.begin(), data.end());
+  put_be32(out, crc32_update(0xffffffffu, out.data() + at, out.size() - at) ^ 0xffffffffu);
+}
+
+std::vector<uint8_t> encode_stored(const uint8_t* pixels, int64_t w, int64_t h, int64_t c) {
+  std::vector<uint8_t> raw;  // filter byte 0 + the row, for every row
+  const auto rowbytes = static_cast<size_t>(w * c);
+  raw.reserve(static_cast<size_t>(h) * (rowbytes + 1));
+  for (int64_t y = 0; y < h; ++y) {
+    raw.push_back(0);
+    raw.insert(raw.end(), pixels + y * rowbytes, pixels + (y + 1) * rowbytes);
+  }
+  std::vector<uint8_t> z = {0x78, 0x01};  // zlib: deflate, 32 KB window, no dictionary
+  for (size_t at = 0; at < raw.size(); at += 65535) {  // raw holds >= 1 filter byte
+    const size_t n = std::min<size_t>(65535, raw.size() - at);
+    z.push_back(at + n == raw.size() ? 1 : 0);  // BFINAL, BTYPE = stored
+    z.push_back(static_cast<uint8_t>(n));
+    z.push_back(static_cast<uint8_t>(n >> 8));
+    z.push_back(static_cast<uint8_t>(~n));
+    z.push_back(static_cast<uint8_t>(~n >> 8));
+    z.insert(z.end(), raw.begin() + static_cast<ptrdiff_t>(at),
+             raw.begin() + static_cast<ptrdiff_t>(at + n));
+  }
+  uint32_t s1 = 1, s2 = 0;  // Adler-32
+  for (uint8_t b : raw) {
+    s1 = (s1 + b) % 65521;
+    s2 = (s2 + s1) % 65521;
+  }
+  put_be32(z, (s2 << 16) | s1);
+
+  std::vector<uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  std::vector<uint8_t> ihdr;
+  put_be32(ihdr, static_cast<uint32_t>(w));
+  put_be32(ihdr, static_cast<uint32_t>(h));
+  ihdr.push_back(8);                                  // bit depth
+  ihdr.push_back(c == 1 ? 0 : (c == 3 ? 2 : 6));      // grey, RGB, RGBA
+  ihdr.insert(ihdr.end(), {0, 0, 0});                 // deflate, adaptive filters, no interlace
+  put_chunk(out, "IHDR", ihdr);
+  put_chunk(out, "IDAT", z);
+  put_chunk(out, "IEND", {});
+  return out;
+}
+#endif
 
 // `who` starts every message: "encode_png" or the path being written.
 std::vector<uint8_t> encode(const Tensor& image, int compression_level, const std::string& who) {
@@ -234,6 +316,7 @@ std::vector<uint8_t> encode(const Tensor& image, int compression_level, const st
 
   Tensor img = image.device().is_cpu() ? image : image.to(Device::cpu());
   img = img.contiguous();
+#if MINDIESD_CPU_DEPS
   auto* base = static_cast<png_bytep>(img.data_ptr());
   const auto rowbytes = static_cast<size_t>(w * c);
   std::vector<png_bytep> rows(static_cast<size_t>(h));
@@ -258,6 +341,9 @@ std::vector<uint8_t> encode(const Tensor& image, int compression_level, const st
     MINDIESD_THROW(Internal, who, ": libpng: ", st.err.message);
   }
   return std::vector<uint8_t>(st.data, st.data + st.size);
+#else
+  return encode_stored(static_cast<const uint8_t*>(img.data_ptr()), w, h, c);
+#endif
 }
 
 }  // namespace

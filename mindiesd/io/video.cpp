@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 extern "C" {
+#if MINDIESD_CPU_DEPS
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/error.h>
@@ -12,6 +13,7 @@ extern "C" {
 #include <libavutil/opt.h>
 #include <libavutil/rational.h>
 #include <libswscale/swscale.h>
+#endif
 }
 
 #include <algorithm>
@@ -32,9 +34,32 @@ namespace fs = std::filesystem;
 
 FrameRate::FrameRate(double fps) {
   // Non-positive, NaN and infinite rates come out as n/0, 0/0 or -n/d: check_fps rejects them.
+#if MINDIESD_CPU_DEPS
   const AVRational q = av_d2q(fps, 1001 * 1000);
   num = q.num;
   den = q.den;
+#else
+  // The last continued-fraction convergent with numerator and denominator <= 1001000.
+  if (!std::isfinite(fps) || fps <= 0) {
+    num = std::isnan(fps) ? 0 : (fps > 0 ? 1 : -1);
+    den = 0;
+    return;
+  }
+  int64_t p0 = 0, q0 = 1, p1 = 1, q1 = 0;
+  double x = fps;
+  for (int i = 0; i < 64; ++i) {
+    const double a = std::floor(x);
+    if (a > 1001000.0) break;
+    const int64_t ai = static_cast<int64_t>(a);
+    const int64_t p2 = ai * p1 + p0, q2 = ai * q1 + q0;
+    if (p2 > 1001000 || q2 > 1001000) break;
+    p0 = p1, q0 = q1, p1 = p2, q1 = q2;
+    if (x - a < 1e-12) break;
+    x = 1.0 / (x - a);
+  }
+  num = p1;
+  den = q1;
+#endif
 }
 
 std::string FrameRate::str() const {
@@ -49,6 +74,7 @@ void check_fps(const FrameRate& fps, const std::string& who) {
                  fps.den);
 }
 
+#if MINDIESD_CPU_DEPS
 std::string av_error_text(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {};
   av_strerror(err, buf, sizeof buf);
@@ -332,6 +358,7 @@ Palette median_cut(const Tensor& u8) {
   }
   return pal;
 }
+#endif  // MINDIESD_CPU_DEPS
 
 }  // namespace
 
@@ -369,6 +396,7 @@ Tensor video_frames_to_u8(const Tensor& frames, const std::string& who) {
   return out;
 }
 
+#if MINDIESD_CPU_DEPS
 VideoWriteInfo write_mp4(const fs::path& path, const Tensor& frames, FrameRate fps,
                          const Mp4Options& options) {
   const std::string who = path.string();
@@ -491,6 +519,18 @@ VideoWriteInfo write_gif(const fs::path& path, const Tensor& frames, FrameRate f
   info.fps = fps;
   return info;
 }
+
+#else
+VideoWriteInfo write_mp4(const fs::path& path, const Tensor&, FrameRate, const Mp4Options&) {
+  MINDIESD_THROW(Unsupported, path.string(), ": MP4 needs FFmpeg, and this build has none ",
+                 "(MINDIESD_CPU_DEPS=OFF); write PNG frames instead");
+}
+
+VideoWriteInfo write_gif(const fs::path& path, const Tensor&, FrameRate, int) {
+  MINDIESD_THROW(Unsupported, path.string(), ": GIF needs FFmpeg, and this build has none ",
+                 "(MINDIESD_CPU_DEPS=OFF); write PNG frames instead");
+}
+#endif
 
 VideoWriteInfo write_png_frames(const fs::path& folder, const Tensor& frames, FrameRate fps,
                                 int compression_level) {

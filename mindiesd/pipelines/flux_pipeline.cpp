@@ -130,14 +130,19 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
   MINDIESD_CHECK(missing.empty(), NotFound, dir.string(),
                  ": the FLUX pipeline folder lacks components:", missing);
 
+  // Whatever may throw runs before the aggregate initialisation: when an initialiser threw
+  // inside it, GCC 12's cleanup of the members built so far freed one of them twice.
+  auto scheduler = schedulers::FlowMatchEulerDiscreteScheduler::load(folder.component("scheduler"));
+  auto clip_tokenizer = text::ClipTokenizer::from_folder(folder.component("tokenizer").dir);
+  auto t5_tokenizer = text::T5Tokenizer::from_folder(folder.component("tokenizer_2").dir);
   auto impl = std::unique_ptr<Impl>(
       new Impl{options,
                folder,
                {},
                {},
-               schedulers::FlowMatchEulerDiscreteScheduler::load(folder.component("scheduler")),
-               text::ClipTokenizer::from_folder(folder.component("tokenizer").dir),
-               text::T5Tokenizer::from_folder(folder.component("tokenizer_2").dir),
+               std::move(scheduler),
+               std::move(clip_tokenizer),
+               std::move(t5_tokenizer),
                std::nullopt,
                std::nullopt,
                std::nullopt,

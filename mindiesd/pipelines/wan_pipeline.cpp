@@ -255,13 +255,17 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                  Unsupported, dir.string(),
                  ": a second transformer (Wan 2.2 two-expert denoising) is not supported yet");
 
+  // Whatever may throw runs before the aggregate initialisation: when an initialiser threw
+  // inside it, GCC 12's cleanup of the members built so far freed one of them twice.
+  auto scheduler = WanScheduler::load(folder.component("scheduler"));
+  auto tokenizer = text::T5Tokenizer::from_folder(folder.component("tokenizer").dir);
   auto impl = std::unique_ptr<Impl>(
       new Impl{options,
                folder,
                {},
                {},
-               WanScheduler::load(folder.component("scheduler")),
-               text::T5Tokenizer::from_folder(folder.component("tokenizer").dir),
+               std::move(scheduler),
+               std::move(tokenizer),
                std::nullopt,
                std::nullopt,
                std::nullopt,

@@ -1,6 +1,8 @@
 #include "mindiesd/text/tokens.h"
 
+#if MINDIESD_CPU_DEPS
 #include <unicode/uchar.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -17,6 +19,7 @@ namespace {
 
 constexpr int64_t kMaxConfigBytes = 16 << 20;
 
+#if MINDIESD_CPU_DEPS
 // Rust's char::is_whitespace and the regex class \s: the Unicode White_Space property.
 bool is_space(char32_t c) { return u_isUWhiteSpace(static_cast<UChar32>(c)); }
 
@@ -29,6 +32,24 @@ bool is_word(char32_t c) {
   const uint32_t mask = U_MASK(u_charType(u));
   return (mask & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0;
 }
+#else
+// Without ICU: White_Space is a fixed list of 25 code points (Unicode 15 PropList.txt).
+bool is_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+         c == 0x205f || c == 0x3000;
+}
+
+// \w is exact for ASCII; beyond it the tables are ICU's, which this build lacks.
+bool is_word(char32_t c) {
+  if (c < 0x80) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           c == '_';
+  }
+  MINDIESD_THROW(Unsupported, "single_word added tokens next to non-ASCII text need ICU, and ",
+                 "this build has none (MINDIESD_CPU_DEPS=OFF)");
+}
+#endif
 
 // Where the code point ending at text[end] (exclusive) starts; text[..end] is valid UTF-8.
 size_t code_point_start_before(std::string_view text, size_t end) {

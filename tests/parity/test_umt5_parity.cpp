@@ -77,6 +77,7 @@ Ids as_ids(const Tensor& t) {
 // ---- tokenizer ----
 
 TEST(UMT5Parity, TokenizerMatchesHf) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   // spiece.model: pad 0, </s> 1, <s> 2, <unk> 3, 700 pieces with byte fallback; 300 extra ids.
   EXPECT_EQ(tokenizer().vocab_size(), 1000);
   EXPECT_EQ(tokenizer().pad_id(), 0);
@@ -98,6 +99,7 @@ TEST(UMT5Parity, TokenizerMatchesHf) {
 }
 
 TEST(UMT5Parity, TokenizerGivesThePipelineBatch) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   // The prompts of b.ids, padded to max_sequence_length with their attention mask.
   const auto file = io::SafetensorsFile::open(kDir + "/io.safetensors");
   const auto& meta = file->metadata();

@@ -78,6 +78,7 @@ TEST(WanPipelineParity, PromptCleanMatchesDiffusers) {
 }
 
 TEST(WanPipelineParity, PromptEmbedsMatchDiffusers) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipeline pipe = load(DType::f32);
   const Tensor e = pipe.encode_prompt({meta().at("prompt"), meta().at("prompt2")}, 1, 16);
   EXPECT_FALSE(pipe.text_encoder_resident());  // freed after encoding
@@ -88,6 +89,7 @@ TEST(WanPipelineParity, PromptEmbedsMatchDiffusers) {
 }
 
 TEST(WanPipelineParity, T2vRunMatchesDiffusersInF32) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipeline pipe = load(DType::f32);
   WanRequest r = t2v_request();
   std::vector<Tensor> steps;
@@ -104,6 +106,7 @@ TEST(WanPipelineParity, T2vRunMatchesDiffusersInF32) {
 }
 
 TEST(WanPipelineParity, T2vRunWithBf16TransformerStaysClose) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipeline pipe = load(DType::bf16);
   WanRequest r = t2v_request();
   std::vector<Tensor> steps;
@@ -129,6 +132,7 @@ TEST(WanPipelineParity, T2vRunWithBf16TransformerStaysClose) {
 }
 
 TEST(WanPipelineParity, BatchOfTwoPromptsMatchesDiffusers) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipeline pipe = load(DType::f32);
   WanRequest r;
   r.prompts = {meta().at("prompt"), meta().at("prompt2")};
@@ -151,6 +155,7 @@ TEST(WanPipelineParity, BatchOfTwoPromptsMatchesDiffusers) {
 }
 
 TEST(WanPipelineParity, SeededNoiseIsReproducibleAndBadRequestsFailEarly) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipeline pipe = load(DType::f32);
   WanRequest r = t2v_request();
   r.latents = Tensor();
@@ -201,6 +206,7 @@ std::filesystem::path euler_folder() {
 }
 
 TEST(WanPipelineParity, FlowMatchEulerSchedulerMatchesDiffusers) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const std::filesystem::path dir = euler_folder();
   WanPipelineOptions o;
   o.dtype = DType::f32;
@@ -237,6 +243,7 @@ WanRequest i2v_request() {
 }
 
 TEST(WanPipelineParity, I2vImageInputsMatchDiffusers) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipelineOptions o;
   o.dtype = DType::f32;
   const WanPipeline pipe = WanPipeline::load(kDir + "/i2v", o);
@@ -251,6 +258,7 @@ TEST(WanPipelineParity, I2vImageInputsMatchDiffusers) {
 }
 
 TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipelineOptions o;
   o.dtype = DType::f32;
   WanPipeline pipe = WanPipeline::load(kDir + "/i2v", o);
@@ -268,6 +276,7 @@ TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
 }
 
 TEST(WanPipelineParity, RunsOnCudaLikeDiffusers) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   // --device cuda: the transformer, the scheduler's loop and the VAE (I2V: its encode too) on
   // the GPU, text and image encoders on the host; the CPU run's bounds.
   if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
@@ -309,6 +318,7 @@ TEST(WanPipelineParity, RunsOnCudaLikeDiffusers) {
 }
 
 TEST(WanPipelineParity, I2vRequestsNeedAnImage) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   WanPipelineOptions o;
   o.dtype = DType::f32;
   const WanPipeline i2v = WanPipeline::load(kDir + "/i2v", o);

@@ -2,6 +2,8 @@
 // decoder normalises (PNGs built chunk by chunk here, so each case is exactly what it says), and
 // truncated / corrupt / hostile inputs.
 #include <gtest/gtest.h>
+
+#if MINDIESD_CPU_DEPS
 #include <png.h>
 #include <zlib.h>
 
@@ -364,3 +366,125 @@ TEST(IoPngBad, WriteBadCompressionLevel) {
 
 }  // namespace
 }  // namespace mindiesd::io
+
+#else  // without libpng: the stored-deflate encoder, checked field by field
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/core/tensor.h"
+#include "mindiesd/io/png.h"
+#include "test_util.h"
+
+namespace mindiesd::io {
+namespace {
+
+uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
+  return (uint32_t{b[at]} << 24) | (uint32_t{b[at + 1]} << 16) | (uint32_t{b[at + 2]} << 8) |
+         b[at + 3];
+}
+
+// Bit-serial CRC-32 (ISO-HDLC), independent of the encoder's table-driven one.
+uint32_t crc32_bitwise(const uint8_t* p, size_t n) {
+  uint32_t crc = 0xffffffffu;
+  for (size_t i = 0; i < n; ++i) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1u)));
+  }
+  return ~crc;
+}
+
+struct Chunk {
+  std::string type;
+  std::vector<uint8_t> data;
+};
+
+// Splits a PNG into chunks, checking the signature and every CRC.
+std::vector<Chunk> chunks_of(const std::vector<uint8_t>& png) {
+  const std::vector<uint8_t> sig = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  EXPECT_TRUE(std::equal(sig.begin(), sig.end(), png.begin()));
+  std::vector<Chunk> out;
+  for (size_t at = 8; at + 12 <= png.size();) {
+    const uint32_t len = be32(png, at);
+    Chunk c{std::string(png.begin() + at + 4, png.begin() + at + 8),
+            std::vector<uint8_t>(png.begin() + at + 8, png.begin() + at + 8 + len)};
+    EXPECT_EQ(be32(png, at + 8 + len), crc32_bitwise(png.data() + at + 4, len + 4)) << c.type;
+    out.push_back(std::move(c));
+    at += 12 + len;
+  }
+  return out;
+}
+
+// The rows of a zlib stream made only of stored blocks, checking its header and Adler-32.
+std::vector<uint8_t> inflate_stored(const std::vector<uint8_t>& z) {
+  EXPECT_EQ((z[0] * 256 + z[1]) % 31, 0) << "zlib header check bits";
+  EXPECT_EQ(z[0] & 0x0f, 8) << "deflate";
+  std::vector<uint8_t> raw;
+  size_t at = 2;
+  bool final = false;
+  while (!final) {
+    final = z[at] & 1;
+    EXPECT_EQ(z[at] >> 1, 0) << "stored block";
+    const size_t n = z[at + 1] | (z[at + 2] << 8);
+    EXPECT_EQ(n ^ 0xffff, static_cast<size_t>(z[at + 3] | (z[at + 4] << 8)));
+    raw.insert(raw.end(), z.begin() + at + 5, z.begin() + at + 5 + n);
+    at += 5 + n;
+  }
+  uint64_t a = 1, b = 0;
+  for (uint8_t v : raw) {
+    a = (a + v) % 65521;
+    b = (b + a) % 65521;
+  }
+  EXPECT_EQ(be32(z, at), static_cast<uint32_t>((b << 16) | a));
+  EXPECT_EQ(at + 4, z.size());
+  return raw;
+}
+
+void expect_stored_png_holds(const Tensor& image) {
+  const int64_t h = image.size(0), w = image.size(1), c = image.dim() == 3 ? image.size(2) : 1;
+  const std::vector<Chunk> cs = chunks_of(encode_png(image));
+  ASSERT_EQ(cs.size(), 3u);
+  ASSERT_EQ(cs[0].type, "IHDR");
+  EXPECT_EQ(be32(cs[0].data, 0), w);
+  EXPECT_EQ(be32(cs[0].data, 4), h);
+  EXPECT_EQ(cs[0].data[8], 8);
+  EXPECT_EQ(cs[0].data[9], c == 1 ? 0 : (c == 3 ? 2 : 6));
+  ASSERT_EQ(cs[1].type, "IDAT");
+  EXPECT_EQ(cs[2].type, "IEND");
+  const std::vector<uint8_t> raw = inflate_stored(cs[1].data);
+  ASSERT_EQ(raw.size(), static_cast<size_t>(h * (w * c + 1)));
+  const auto* px = image.data<uint8_t>();
+  for (int64_t y = 0; y < h; ++y) {
+    ASSERT_EQ(raw[y * (w * c + 1)], 0) << "filter type of row " << y;
+    for (int64_t i = 0; i < w * c; ++i) ASSERT_EQ(raw[y * (w * c + 1) + 1 + i], px[y * w * c + i]);
+  }
+}
+
+Tensor pattern(Shape shape) {
+  Tensor t = Tensor::empty(shape, DType::u8);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37 + 11);
+  return t;
+}
+
+TEST(PngWithoutLibpng, WritesValidStoredPngsOfEveryChannelCount) {
+  expect_stored_png_holds(pattern({2, 3, 3}));
+  expect_stored_png_holds(pattern({5, 4}));
+  expect_stored_png_holds(pattern({1, 1, 4}));
+  // Over 65535 bytes of rows: several stored blocks, only the last one final.
+  expect_stored_png_holds(pattern({150, 160, 4}));
+}
+
+TEST(PngWithoutLibpng, ReadingSaysWhatIsMissing) {
+  const std::vector<uint8_t> bytes = encode_png(pattern({2, 2, 3}));
+  test::expect_error([&] { decode_png(bytes, "frame.png"); }, ErrorKind::Unsupported,
+                     {"frame.png", "libpng"});
+  // Two channels are no PNG colour type: the checks run before either encoder.
+  test::expect_error([&] { encode_png(pattern({2, 2, 2})); }, ErrorKind::InvalidArgument,
+                     {"channels"});
+}
+
+}  // namespace
+}  // namespace mindiesd::io
+#endif

@@ -100,6 +100,7 @@ void expect_only(const fs::path& dir, const std::vector<std::string>& names) {
 }
 
 TEST(IoVideo, Mp4FloatFrames16Fps) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   TempDir dir("video");
   const VideoWriteInfo info = write_mp4(dir / "a.mp4", float_frames(9, 48, 64), 16);
   EXPECT_EQ(info.encoder, "libx264");
@@ -115,6 +116,7 @@ TEST(IoVideo, Mp4FloatFrames16Fps) {
 }
 
 TEST(IoVideo, Mp4NtscRateAndU8Frames) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   TempDir dir("video");
   write_mp4(dir / "b.mp4", u8_frames(9, 48, 64), FrameRate{24000, 1001});
   Probe p = ffprobe(dir / "b.mp4");
@@ -135,6 +137,7 @@ TEST(IoVideo, Mp4NtscRateAndU8Frames) {
 }
 
 TEST(IoVideo, Gif) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   TempDir dir("video");
   write_gif(dir / "a.gif", float_frames(9, 48, 64), 16);
   Probe p = ffprobe(dir / "a.gif");
@@ -152,6 +155,7 @@ TEST(IoVideo, Gif) {
 }
 
 TEST(IoVideo, GifKeepsFewColoursExactly) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   // Four flat colours survive the palette exactly: decode frame 0 with ffmpeg as PNG.
   TempDir dir("video");
   Tensor t = Tensor::zeros({2, 8, 8, 3}, DType::u8);
@@ -169,6 +173,7 @@ TEST(IoVideo, GifKeepsFewColoursExactly) {
 }
 
 TEST(IoVideo, PngFrames) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("libpng (PNG reading)");
   TempDir dir("video");
   const fs::path out = dir / "frames";
   write_png_frames(out, float_frames(9, 48, 64), 16);
@@ -191,6 +196,7 @@ TEST(IoVideo, PngFrames) {
 }
 
 TEST(IoVideo, Errors) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   TempDir dir("video");
   const Tensor good = u8_frames(2, 4, 6);
   expect_error(
@@ -256,6 +262,7 @@ TEST(IoVideo, Errors) {
 }
 
 TEST(IoVideo, UnwritablePath) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("FFmpeg");
   // /proc takes no new files, not even from root.
   expect_error([&] { write_mp4("/proc/mindiesd_test_video.mp4", u8_frames(2, 4, 6), 16); },
                ErrorKind::Io, {"/proc/mindiesd_test_video.mp4", "cannot create"});

@@ -63,6 +63,7 @@ std::string hex(const std::string& bytes) {
 }
 
 TEST(ClipTokenizer, GoldenCases) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const nlohmann::json file = golden_cases();
   ASSERT_GE(file["cases"].size(), 16u);
   for (const auto& c : file["cases"]) {
@@ -75,6 +76,7 @@ TEST(ClipTokenizer, GoldenCases) {
 }
 
 TEST(T5Tokenizer, GoldenCases) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const nlohmann::json file = golden_cases();
   const int64_t max_length = file["max_sequence_length"];
   ASSERT_GE(file["cases"].size(), 16u);
@@ -89,6 +91,7 @@ TEST(T5Tokenizer, GoldenCases) {
 // The ids the golden FluxPipeline run fed its text encoders (io.safetensors b.* and r.*, prompts in
 // its metadata), as the pipeline asks for them: CLIP padded to 77, T5 to max_sequence_length.
 TEST(TextTokenizers, FluxPipelineGoldenIds) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const auto file = io::SafetensorsFile::open(kGolden / "io.safetensors");
   const auto& meta = file->metadata();
   const int64_t max_length = std::stoll(meta.at("max_sequence_length"));
@@ -165,6 +168,7 @@ const HfCase kHfCases[] = {
 };
 
 TEST(ClipTokenizer, HfRules) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   for (const HfCase& c : kHfCases) {
     SCOPED_TRACE(std::string("prompt ") + quoted(c.prompt));
     EXPECT_EQ(clip().encode(c.prompt), c.clip);
@@ -172,6 +176,7 @@ TEST(ClipTokenizer, HfRules) {
 }
 
 TEST(T5Tokenizer, HfRules) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   for (const HfCase& c : kHfCases) {
     SCOPED_TRACE(std::string("prompt ") + quoted(c.prompt));
     EXPECT_EQ(t5().encode(c.prompt), c.t5);
@@ -179,6 +184,7 @@ TEST(T5Tokenizer, HfRules) {
 }
 
 TEST(ClipTokenizer, SpecialIdsAndTruncation) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   EXPECT_EQ(clip().bos_id(), 49406);
   EXPECT_EQ(clip().eos_id(), 49407);
   EXPECT_EQ(clip().pad_id(), 49407);
@@ -192,6 +198,7 @@ TEST(ClipTokenizer, SpecialIdsAndTruncation) {
 }
 
 TEST(T5Tokenizer, SpecialIdsAndTruncation) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   EXPECT_EQ(t5().pad_id(), 0);
   EXPECT_EQ(t5().eos_id(), 1);
   EXPECT_EQ(t5().unk_id(), 2);
@@ -204,6 +211,7 @@ TEST(T5Tokenizer, SpecialIdsAndTruncation) {
 }
 
 TEST(ClipTokenizer, BadMaxLength) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   for (int64_t n : {1, 0, -5}) {
     expect_error([&] { clip().encode_padded("a", n); }, ErrorKind::InvalidArgument,
                  {"max_length", std::to_string(n)});
@@ -213,6 +221,7 @@ TEST(ClipTokenizer, BadMaxLength) {
 }
 
 TEST(T5Tokenizer, BadMaxLength) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   for (int64_t n : {0, -1}) {
     expect_error([&] { t5().encode_padded("a", n); }, ErrorKind::InvalidArgument,
                  {"max_length", std::to_string(n)});
@@ -220,6 +229,7 @@ TEST(T5Tokenizer, BadMaxLength) {
 }
 
 TEST(TextTokenizers, InvalidUtf8) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   for (const std::string& bad :
        {std::string("\xff"), std::string("ok \xc0\x80"), std::string("\xed\xa0\x80"),
         std::string("\xe2\x82"), std::string("a\x80z"), std::string("\xf4\x90\x80\x80")}) {
@@ -237,6 +247,7 @@ TEST(TextTokenizers, InvalidUtf8) {
 }
 
 TEST(ClipTokenizer, MissingFiles) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   TempDir dir("clip_missing");
   expect_error([&] { ClipTokenizer::from_folder(dir / "nope"); }, ErrorKind::NotFound, {"nope"});
   write_file(dir / "vocab.json", read_file(kClipDir / "vocab.json"));
@@ -253,6 +264,7 @@ void write_clip_folder(const TempDir& dir, const std::string& vocab, const std::
 }
 
 TEST(ClipTokenizer, CorruptVocab) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const std::string merges = "#version: 0.2\na b\n";
   for (const auto& [vocab, needle] :
        std::vector<std::pair<std::string, std::string>>{{"{\"a\": 1,", "vocab.json"},
@@ -270,6 +282,7 @@ TEST(ClipTokenizer, CorruptVocab) {
 }
 
 TEST(ClipTokenizer, CorruptMerges) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const std::string vocab =
       R"({"a": 0, "b": 1, "ab": 2, "<|startoftext|>": 3, "<|endoftext|>": 4})";
   for (const auto& [merges, needle] :
@@ -297,6 +310,7 @@ TEST(ClipTokenizer, CorruptMerges) {
 }
 
 TEST(ClipTokenizer, TokenizerConfig) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   TempDir dir("clip_config");
   write_file(dir / "vocab.json", read_file(kClipDir / "vocab.json"));
   write_file(dir / "merges.txt", read_file(kClipDir / "merges.txt"));
@@ -338,6 +352,7 @@ TEST(ClipTokenizer, TokenizerConfig) {
 }
 
 TEST(T5Tokenizer, MissingFiles) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   TempDir dir("t5_missing");
   expect_error([&] { T5Tokenizer::from_folder(dir / "nope"); }, ErrorKind::NotFound, {"nope"});
   expect_error([&] { T5Tokenizer::from_folder(dir.path()); }, ErrorKind::NotFound,
@@ -345,6 +360,7 @@ TEST(T5Tokenizer, MissingFiles) {
 }
 
 TEST(T5Tokenizer, CorruptModel) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   const std::string model = read_file(kT5Dir / "spiece.model");
   ASSERT_GT(model.size(), 1000u);
   for (const auto& [bytes, what] : std::vector<std::pair<std::string, std::string>>{
@@ -361,6 +377,7 @@ TEST(T5Tokenizer, CorruptModel) {
 }
 
 TEST(T5Tokenizer, TokenizerConfig) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   TempDir dir("t5_config");
   write_file(dir / "spiece.model", read_file(kT5Dir / "spiece.model"));
   // Without tokenizer_config.json: 100 extra ids, as T5Tokenizer's default.

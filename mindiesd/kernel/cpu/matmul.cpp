@@ -1,18 +1,28 @@
-// Batched matrix multiply through oneDNN's matmul primitive (f32 accumulation; bf16 runs on
-// the AVX-512 BF16 / AMX paths where the CPU has them). Strided operands are described to
-// oneDNN as they are, so transposed views (x @ W^T in linear layers) need no copy.
-// oneDNN's primitive cache makes re-creating the primitive for a seen shape cheap.
+// Batched matrix multiply (f32 accumulation), batch dims broadcast where one side has size 1.
+//
+// With oneDNN (MINDIESD_CPU_DEPS): its matmul primitive; bf16 runs on the AVX-512 BF16 / AMX
+// paths where the CPU has them. Strided operands are described to oneDNN as they are, so
+// transposed views (x @ W^T in linear layers) need no copy; oneDNN's primitive cache makes
+// re-creating the primitive for a seen shape cheap.
+// Without it: mindiesd's own packed GEMM (gemm.h), epilogues applied to its f32 result.
+#if MINDIESD_CPU_DEPS
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "mindiesd/kernel/cpu/dnnl_util.h"
+#else
+#include "mindiesd/core/ops.h"
+#include "mindiesd/kernel/cpu/gemm.h"
+#endif
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op_params.h"
-#include "mindiesd/kernel/cpu/dnnl_util.h"
+#include "mindiesd/core/tensor.h"
 #include "mindiesd/kernel/cpu/kernels.h"
 
 namespace mindiesd::cpu {
 
 namespace {
 
+#if MINDIESD_CPU_DEPS
 // The oneDNN eltwise algorithm of a GEMM epilogue activation (silu = swish with alpha 1).
 dnnl::algorithm dnnl_eltwise(UnaryKind k) {
   switch (k) {
@@ -81,6 +91,44 @@ void matmul_kernel(const OpCall& c) {
   s.wait();
   if (!dst_direct) out.copy_(dst);
 }
+
+#else
+
+void matmul_kernel(const OpCall& c) {
+  const MatmulParams p = c.params ? c.p<MatmulParams>() : MatmulParams{};
+  const Tensor& a = c.inputs[0];
+  const Tensor& b = c.inputs[1];
+  const Tensor bias = c.inputs.size() > 2 ? c.inputs[2] : Tensor();
+  const Tensor& out = c.outputs[0];
+  const int nd = out.dim();
+  const int64_t m = out.size(-2), n = out.size(-1), k = a.size(-1);
+  // Results go straight into an f32 output with unit column stride, else through f32 scratch.
+  const bool direct = out.dtype() == DType::f32 && out.stride(-1) == 1;
+  const Tensor acc = direct ? out : Tensor::empty(out.shape(), DType::f32);
+  const int64_t batches = out.numel() / std::max<int64_t>(1, m * n);
+  for (int64_t bi = 0; bi < batches; ++bi) {
+    // The batch index's element offsets; a size-1 batch dim of a or b is broadcast.
+    int64_t rem = bi, off_a = 0, off_b = 0, off_c = 0;
+    for (int d = nd - 3; d >= 0; --d) {
+      const int64_t i = rem % out.size(d);
+      rem /= out.size(d);
+      if (a.size(d) != 1) off_a += i * a.stride(d);
+      if (b.size(d) != 1) off_b += i * b.stride(d);
+      off_c += i * acc.stride(d);
+    }
+    const GemmOperand ga{static_cast<const std::byte*>(a.data_ptr()) + dtype_bytes(a.dtype(), off_a),
+                         a.dtype(), a.stride(-2), a.stride(-1)};
+    const GemmOperand gb{static_cast<const std::byte*>(b.data_ptr()) + dtype_bytes(b.dtype(), off_b),
+                         b.dtype(), b.stride(-2), b.stride(-1)};
+    gemm_f32(m, n, k, p.alpha, ga, gb, acc.data<float>() + off_c, acc.stride(-2));
+  }
+  Tensor r = acc;
+  if (bias.defined()) r = ops::add(r, bias.to(DType::f32));
+  if (p.has_activation) r = ops::unary(r, p.activation);
+  if (r.data_ptr() != out.data_ptr()) out.copy_(r);
+}
+
+#endif
 
 }  // namespace
 
