@@ -29,6 +29,7 @@ class Stream;
   X(reduce)       /* ReduceParams: sum, mean, max, min, var */            \
   X(softmax)      /* SoftmaxParams */                                     \
   X(matmul)       /* a @ b (+ bias), batched with broadcast batch dims */ \
+  X(grouped_matmul) /* x rows by group @ w[group]^T: MoE experts */       \
   X(concat)       /* ConcatParams */                                      \
   X(pad)          /* PadParams: constant, reflect, replicate */           \
   X(index_select) /* IndexParams: x, 1-D index */                         \

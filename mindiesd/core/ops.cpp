@@ -173,6 +173,32 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return matmul(x, weight.transpose(0, 1), bias);
 }
 
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets,
+                      std::optional<DType> out_dtype) {
+  MINDIESD_CHECK(x.defined() && w.defined() && offsets.defined(), InvalidArgument,
+                 "grouped_matmul: undefined operand");
+  MINDIESD_CHECK(x.dim() == 2 && w.dim() == 3 && w.size(2) == x.size(1), InvalidArgument,
+                 "grouped_matmul: x ", x.shape().str(), " and w ", w.shape().str(),
+                 " (expected (R, K) and (E, N, K))");
+  MINDIESD_CHECK(kFloatTypes.contains(x.dtype()) && w.dtype() == x.dtype(), InvalidArgument,
+                 "grouped_matmul: x and w must share a float dtype, got ", dtype_name(x.dtype()),
+                 " and ", dtype_name(w.dtype()));
+  MINDIESD_CHECK(offsets.dim() == 1 && offsets.size(0) == w.size(0) + 1 &&
+                     (offsets.dtype() == DType::i64 || offsets.dtype() == DType::i32),
+                 InvalidArgument, "grouped_matmul: offsets must be i32/i64 of shape (",
+                 w.size(0) + 1, ") for ", w.size(0), " groups, got ", offsets.str());
+  const DType od = out_dtype.value_or(x.dtype());
+  MINDIESD_CHECK(kFloatTypes.contains(od), InvalidArgument, "grouped_matmul: out dtype ",
+                 dtype_name(od));
+  // Kernels see unit column strides and i64 offsets.
+  const Tensor xc = x.stride(1) == 1 ? x : x.contiguous();
+  const Tensor wc = w.stride(2) == 1 ? w : w.contiguous();
+  const Tensor off = offsets.dtype() == DType::i64 ? offsets.contiguous() : offsets.to(DType::i64);
+  Tensor out = Tensor::zeros({x.size(0), w.size(1)}, od, x.device());
+  if (out.numel() > 0 && w.size(0) > 0) run(OpId::grouped_matmul, {xc, wc, off}, out, nullptr);
+  return out;
+}
+
 Tensor cat(std::span<const Tensor> xs, int dim) {
   MINDIESD_CHECK(!xs.empty(), InvalidArgument, "cat of an empty list");
   const Tensor& first = xs[0];

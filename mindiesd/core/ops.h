@@ -91,6 +91,14 @@ Tensor matmul(const Tensor& a, const Tensor& b, const Tensor& bias = Tensor(),
               std::optional<DType> out_dtype = std::nullopt);
 // x (..., in) @ weight (out, in)^T + bias, as torch.nn.functional.linear.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// The grouped GEMM of mixture-of-experts layers (torch._grouped_mm with offsets):
+// out[r] = x[r] @ w[e]^T for the rows r in [offsets[e], offsets[e+1]) of each group e, one
+// call for all groups. x (R, K) and w (E, N, K) float of one dtype; offsets (E + 1) i32/i64 on
+// x's device, non-decreasing in [0, R]. Rows outside every group are zero. The result has x's
+// dtype unless out_dtype is given; f32 accumulation. The CPU checks the offsets; the CUDA
+// kernels read them on the device (no host sync) and clamp each into [previous end, R].
+Tensor grouped_matmul(const Tensor& x, const Tensor& w, const Tensor& offsets,
+                      std::optional<DType> out_dtype = std::nullopt);
 
 // ---- layout ----
 Tensor cat(std::span<const Tensor> xs, int dim);

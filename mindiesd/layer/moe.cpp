@@ -84,8 +84,9 @@ MoeRoute moe_route(const Tensor& logits, int64_t top_k, MoeScoring scoring, bool
   return {ids, weights};
 }
 
-Tensor moe_forward(const Tensor& x, const MoeRoute& route, int64_t num_experts,
-                   const MoeExpertFn& expert) {
+namespace {
+
+void check_route(const Tensor& x, const MoeRoute& route, int64_t num_experts) {
   MINDIESD_CHECK(x.defined() && x.dim() == 2 && is_float(x.dtype()), InvalidArgument,
                  "moe_forward: x must be a (tokens, hidden) float tensor, got ",
                  x.defined() ? x.str() : std::string("an undefined tensor"));
@@ -104,41 +105,70 @@ Tensor moe_forward(const Tensor& x, const MoeRoute& route, int64_t num_experts,
                  w_t.defined() ? w_t.str() : std::string("an undefined tensor"));
   MINDIESD_CHECK(num_experts >= 1, InvalidArgument, "moe_forward: num_experts = ", num_experts,
                  " must be at least 1");
-  MINDIESD_CHECK(static_cast<bool>(expert), InvalidArgument,
-                 "moe_forward: expert callable is empty");
   MINDIESD_CHECK(ids_t.device() == x.device() && w_t.device() == x.device(), InvalidArgument,
                  "moe_forward: route on ", ids_t.device().str(), " / ", w_t.device().str(),
                  " but x on ", x.device().str());
-  const int64_t T = x.size(0), H = x.size(1), K = ids_t.size(1);
-  if (T == 0 || K == 0 || H == 0) return Tensor::zeros({T, H}, x.dtype(), x.device());
+}
 
-  // Counting sort of the T*K (token, slot) pairs by expert, stable in (token, slot) order.
-  const std::vector<float> idv = ids_t.to_vector();
-  std::vector<int64_t> count(num_experts + 1, 0);
+// The T*K (token, slot) pairs of a route counting-sorted by expert, stable in (token, slot)
+// order, and x's rows gathered in that order.
+struct ExpertOrder {
+  std::vector<int64_t> start;     // E + 1: expert e's rows are [start[e], start[e + 1])
+  std::vector<int64_t> position;  // pair i = token * K + slot -> its sorted row
+  Tensor rows;                    // (T*K, H): x's rows in sorted order
+};
+
+ExpertOrder sort_by_expert(const Tensor& x, const MoeRoute& route, int64_t num_experts) {
+  const int64_t T = x.size(0), K = route.expert_ids.size(1);
+  const std::vector<float> idv = route.expert_ids.to_vector();
+  ExpertOrder o;
+  o.start.assign(num_experts + 1, 0);
   for (size_t i = 0; i < idv.size(); ++i) {
     const float e = idv[i];
     MINDIESD_CHECK(e >= 0 && e < static_cast<float>(num_experts), InvalidArgument,
                    "moe_forward: route.expert_ids[", i / K, ", ", i % K, "] = ", e,
                    " is outside [0, ", num_experts, ")");
-    ++count[static_cast<int64_t>(e) + 1];
+    ++o.start[static_cast<int64_t>(e) + 1];
   }
-  std::vector<int64_t> start(count);  // start[e] = first sorted position of expert e
-  for (int64_t e = 0; e < num_experts; ++e) start[e + 1] += start[e];
-  std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  std::vector<int64_t> sorted_token(T * K), position(T * K);  // position: pair -> sorted row
+  for (int64_t e = 0; e < num_experts; ++e) o.start[e + 1] += o.start[e];
+  std::vector<int64_t> fill(o.start.begin(), o.start.end() - 1);
+  std::vector<int64_t> sorted_token(T * K);
+  o.position.resize(T * K);
   for (int64_t i = 0; i < T * K; ++i) {
     const int64_t e = static_cast<int64_t>(idv[i]);
-    position[i] = fill[e];
+    o.position[i] = fill[e];
     sorted_token[fill[e]++] = i / K;
   }
+  o.rows = ops::index_select(x, 0, index_tensor(sorted_token, x.device()));
+  return o;
+}
 
-  // One gather of all rows in expert order; each expert's group is a contiguous row range.
-  const Tensor xs = ops::index_select(x, 0, index_tensor(sorted_token, x.device()));
+// ys (T*K, H) f32 in sorted order -> back to (token, slot) order, scaled by the weights and
+// summed over the slots in order, rounded once to x's dtype.
+Tensor combine(const Tensor& ys, const ExpertOrder& o, const MoeRoute& route, const Tensor& x) {
+  const int64_t T = x.size(0), H = x.size(1), K = route.expert_ids.size(1);
+  const Tensor back = ops::index_select(ys, 0, index_tensor(o.position, x.device())).view({T, K, H});
+  const Tensor& w_t = route.weights;
+  const Tensor w = (w_t.dtype() == DType::f32 ? w_t : w_t.to(DType::f32)).reshape({T, K, 1});
+  const Tensor y = K == 1 ? ops::mul(back, w).view({T, H}) : ops::sum(ops::mul(back, w), {1});
+  return y.to(x.dtype());
+}
+
+}  // namespace
+
+Tensor moe_forward(const Tensor& x, const MoeRoute& route, int64_t num_experts,
+                   const MoeExpertFn& expert) {
+  check_route(x, route, num_experts);
+  MINDIESD_CHECK(static_cast<bool>(expert), InvalidArgument,
+                 "moe_forward: expert callable is empty");
+  const int64_t T = x.size(0), H = x.size(1), K = route.expert_ids.size(1);
+  if (T == 0 || K == 0 || H == 0) return Tensor::zeros({T, H}, x.dtype(), x.device());
+  const ExpertOrder o = sort_by_expert(x, route, num_experts);
   std::vector<Tensor> outs;
   for (int64_t e = 0; e < num_experts; ++e) {
-    const int64_t n = start[e + 1] - start[e];
+    const int64_t n = o.start[e + 1] - o.start[e];
     if (n == 0) continue;  // empty expert: no GEMM at all
-    const Tensor y = expert(e, xs.narrow(0, start[e], n));
+    const Tensor y = expert(e, o.rows.narrow(0, o.start[e], n));
     MINDIESD_CHECK(
         y.defined() && y.dim() == 2 && y.size(0) == n && y.size(1) == H && is_float(y.dtype()),
         InvalidArgument, "moe_forward: expert ", e, " returned ",
@@ -149,11 +179,55 @@ Tensor moe_forward(const Tensor& x, const MoeRoute& route, int64_t num_experts,
     outs.push_back(y.dtype() == DType::f32 ? y : y.to(DType::f32));
   }
   const Tensor ys = outs.size() == 1 ? outs[0] : ops::cat(outs, 0);  // (T*K, H) f32, expert order
-  // Back to (token, slot) order, scaled by the weights and summed over the slots in order.
-  const Tensor back = ops::index_select(ys, 0, index_tensor(position, x.device())).view({T, K, H});
-  const Tensor w = (w_t.dtype() == DType::f32 ? w_t : w_t.to(DType::f32)).reshape({T, K, 1});
-  const Tensor y = K == 1 ? ops::mul(back, w).view({T, H}) : ops::sum(ops::mul(back, w), {1});
-  return y.to(x.dtype());
+  return combine(ys, o, route, x);
+}
+
+Tensor moe_forward(const Tensor& x, const MoeRoute& route, const MoeExperts& experts) {
+  const Tensor& wg = experts.w_gate;
+  const Tensor& wu = experts.w_up;
+  const Tensor& wd = experts.w_down;
+  MINDIESD_CHECK(wg.defined() && wu.defined() && wd.defined(), InvalidArgument,
+                 "moe_forward: MoeExperts has an undefined weight");
+  MINDIESD_CHECK(x.defined() && x.dim() == 2, InvalidArgument,
+                 "moe_forward: x must be a (tokens, hidden) tensor, got ",
+                 x.defined() ? x.str() : std::string("an undefined tensor"));
+  const int64_t H = x.size(1);
+  const int64_t E = wg.dim() == 3 ? wg.size(0) : -1, I = wg.dim() == 3 ? wg.size(1) : -1;
+  MINDIESD_CHECK(wg.dim() == 3 && wg.size(2) == H && wu.shape() == wg.shape() && wd.dim() == 3 &&
+                     wd.size(0) == E && wd.size(1) == H && wd.size(2) == I,
+                 InvalidArgument, "moe_forward: stacked experts w_gate ", wg.shape().str(),
+                 ", w_up ", wu.shape().str(), ", w_down ", wd.shape().str(), " do not fit x ",
+                 x.shape().str(), " (expected (E, I, ", H, "), (E, I, ", H, "), (E, ", H, ", I))");
+  MINDIESD_CHECK(wg.dtype() == x.dtype() && wu.dtype() == x.dtype() && wd.dtype() == x.dtype(),
+                 InvalidArgument, "moe_forward: stacked expert weights must have x's dtype ",
+                 dtype_name(x.dtype()));
+  MINDIESD_CHECK(wg.device() == x.device() && wu.device() == x.device() &&
+                     wd.device() == x.device(),
+                 InvalidArgument, "moe_forward: stacked expert weights must be on x's device ",
+                 x.device().str());
+  check_route(x, route, E);
+  const int64_t T = x.size(0), K = route.expert_ids.size(1);
+  if (T == 0 || K == 0 || H == 0) return Tensor::zeros({T, H}, x.dtype(), x.device());
+  const ExpertOrder o = sort_by_expert(x, route, E);
+  const Tensor offsets = index_tensor(o.start, x.device());
+  const Tensor g = ops::grouped_matmul(o.rows, wg, offsets, DType::f32);
+  const Tensor u = ops::grouped_matmul(o.rows, wu, offsets, DType::f32);
+  const Tensor h = ops::mul(ops::silu(g), u);
+  const Tensor hx = x.dtype() == DType::f32 ? h : h.to(x.dtype());
+  return combine(ops::grouped_matmul(hx, wd, offsets, DType::f32), o, route, x);
+}
+
+MoeExperts stack_experts(std::span<const MoeExpert> experts) {
+  MINDIESD_CHECK(!experts.empty(), InvalidArgument, "stack_experts: no experts");
+  std::vector<Tensor> g, u, d;
+  for (const MoeExpert& e : experts) {
+    MINDIESD_CHECK(e.w_gate.defined() && e.w_up.defined() && e.w_down.defined(), InvalidArgument,
+                   "stack_experts: an expert has an undefined weight");
+    g.push_back(e.w_gate.unsqueeze(0));
+    u.push_back(e.w_up.unsqueeze(0));
+    d.push_back(e.w_down.unsqueeze(0));
+  }
+  return {ops::cat(g, 0), ops::cat(u, 0), ops::cat(d, 0)};
 }
 
 Tensor moe_forward(const Tensor& x, const MoeRoute& route, std::span<const MoeExpert> experts) {

@@ -10,10 +10,13 @@
 // (softmax, norm_topk_prob) and DeepSeek-V3 (sigmoid, bias, normalised, routed scaling).
 //
 // Dispatch: the (token, slot) pairs are counting-sorted by expert (stable, so the order is
-// deterministic), each expert's rows are gathered once (index_select) into a contiguous
-// group and its FFN runs as GEMMs on that group (the grouped GEMM); empty experts are
-// skipped. The f32 results are put back in (token, slot) order, scaled by the routing
-// weights and summed over the slots in slot order, then rounded once to x's dtype.
+// deterministic) and all rows are gathered once (index_select) in expert order, so each
+// expert's rows form a contiguous group. With stacked weights (MoeExperts) every projection
+// is one grouped GEMM over all experts (ops::grouped_matmul: one launch on CUDA, the group
+// offsets read on the device); with a weight list or a callable, each non-empty expert runs
+// on its group in turn. Empty experts cost nothing. The f32 results are put back in
+// (token, slot) order, scaled by the routing weights and summed over the slots in slot order,
+// then rounded once to x's dtype. The routing itself (ids to the host) is the one sync.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +51,15 @@ struct MoeExpert {
 // x (T, H) float; route from moe_route (or any (T, k) i32/i64 ids in [0, E) with (T, k)
 // float weights); experts.size() = E. Returns (T, H) in x's dtype.
 Tensor moe_forward(const Tensor& x, const MoeRoute& route, std::span<const MoeExpert> experts);
+
+// The same experts stacked, as transformers keeps them in its fused MoE layers: w_gate and
+// w_up (E, I, H), w_down (E, H, I), in x's dtype. The grouped-GEMM form of the above, same
+// semantics and roundings.
+struct MoeExperts {
+  Tensor w_gate, w_up, w_down;
+};
+MoeExperts stack_experts(std::span<const MoeExpert> experts);
+Tensor moe_forward(const Tensor& x, const MoeRoute& route, const MoeExperts& experts);
 
 // The generic form: `expert(e, rows)` maps the gathered rows (n, H) of expert e (n >= 1) to
 // (n, H) in any float dtype; it is called for each non-empty expert in increasing e.

@@ -190,10 +190,11 @@ std::vector<Case> forward_cases() {
       {7, 8, 2, MoeScoring::softmax, false, "two_experts", shift_columns(8, {0, 7}, 30.0f)},
   };
   for (DType t : {DType::f32, DType::bf16}) {
-    for (const P& p : ps) {
+    for (const P& p : ps) for (bool stacked : {false, true}) {
       Case c;
-      c.name = std::string("moe_forward_") + p.tag + "_T" + std::to_string(p.T) + "_E" +
-               std::to_string(p.E) + "_k" + std::to_string(p.k) +
+      // stacked: the same experts as MoeExperts, run through the grouped GEMM.
+      c.name = std::string("moe_forward_") + (stacked ? "stacked_" : "") + p.tag + "_T" +
+               std::to_string(p.T) + "_E" + std::to_string(p.E) + "_k" + std::to_string(p.k) +
                (p.noncontig_x ? "_noncontig" : "") + "_" + dtype_name(t);
       c.inputs = {
           p.noncontig_x ? Input{{kH, p.T}, t, Domain::normal, transposed} : Input{{p.T, kH}, t},
@@ -205,12 +206,13 @@ std::vector<Case> forward_cases() {
         c.inputs.push_back(Input{{kI, kH}, t, Domain::normal, scaled(0.25f)});
         c.inputs.push_back(Input{{kH, kI}, t, Domain::normal, scaled(0.25f)});
       }
-      c.run = [p, w0](const std::vector<Tensor>& x) {
+      c.run = [p, w0, stacked](const std::vector<Tensor>& x) {
         const MoeRoute r = layer::moe_route(x[1], p.k, p.scoring, true, p.bias ? x[2] : Tensor());
         std::vector<MoeExpert> ex;
         for (int64_t e = 0; e < p.E; ++e)
           ex.push_back({x[w0 + 3 * e], x[w0 + 3 * e + 1], x[w0 + 3 * e + 2]});
-        return layer::moe_forward(x[0], r, ex);
+        return stacked ? layer::moe_forward(x[0], r, layer::stack_experts(ex))
+                       : layer::moe_forward(x[0], r, ex);
       };
       c.reference = [p, w0, t](const std::vector<Array>& x) {
         const RefRoute r = ref_route(x[1], p.k, p.scoring, true, p.bias ? &x[2] : nullptr);
@@ -266,6 +268,79 @@ std::vector<Case> forward_cases() {
 }
 
 MINDIESD_HARNESS_SUITE(Layer, MoeForwardHarness, forward_cases);
+
+// ops::grouped_matmul on its own: empty groups, groups past one 64-row tile, N and K off the
+// GPU kernel's 64-wide tiles, rows outside every group (zero), f32 and 16-bit outputs, and K
+// not a multiple of 8 (the CUDA SIMT path).
+std::vector<Case> grouped_cases() {
+  struct P {
+    int64_t n, k;
+    std::vector<int64_t> offsets;
+    int64_t rows;
+    const char* tag;
+  };
+  const std::vector<P> ps = {
+      {72, 136, {0, 0, 1, 1, 150, 170, 170}, 170, "empty_and_long_groups"},
+      {40, 24, {5, 30, 100}, 120, "rows_outside_groups"},
+      {16, 20, {0, 7, 9}, 9, "k_not_multiple_of_8"},
+  };
+  std::vector<Case> cs;
+  for (DType t : kFloats) {
+    for (const P& p : ps) {
+      for (bool f32_out : {false, true}) {
+        if (t == DType::f32 && f32_out) continue;
+        Case c;
+        c.name = std::string("grouped_matmul_") + p.tag + "_" + dtype_name(t) +
+                 (f32_out ? "_to_f32" : "");
+        const int64_t E = static_cast<int64_t>(p.offsets.size()) - 1;
+        c.inputs = {Input{{p.rows, p.k}, t}, Input{{E, p.n, p.k}, t, Domain::normal, scaled(0.25f)}};
+        c.run = [p, t, f32_out](const std::vector<Tensor>& x) {
+          Tensor off = Tensor::empty({static_cast<int64_t>(p.offsets.size())}, DType::i64);
+          std::copy(p.offsets.begin(), p.offsets.end(), off.data<int64_t>());
+          return ops::grouped_matmul(x[0], x[1], off.to(x[0].device()),
+                                     f32_out ? DType::f32 : t);
+        };
+        c.reference = [p, E](const std::vector<Array>& x) {
+          Array out(Shape{p.rows, p.n});
+          for (int64_t e = 0; e < E; ++e)
+            for (int64_t r = p.offsets[e]; r < p.offsets[e + 1]; ++r)
+              for (int64_t j = 0; j < p.n; ++j) {
+                double acc = 0;
+                for (int64_t q = 0; q < p.k; ++q)
+                  acc += x[0].v[r * p.k + q] * x[1].v[(e * p.n + j) * p.k + q];
+                out.v[r * p.n + j] = acc;
+              }
+          return out;
+        };
+        c.tol_dtype = f32_out ? DType::f32 : t;
+        c.cls = OpClass::matmul;
+        cs.push_back(c);
+      }
+    }
+  }
+  return cs;
+}
+
+MINDIESD_HARNESS_SUITE(Layer, GroupedMatmulHarness, grouped_cases);
+
+TEST(GroupedMatmul, BadOffsetsAndShapesNameTheProblem) {
+  const Tensor x = ops::randn({6, 8}, 1), w = ops::randn({2, 4, 8}, 2);
+  auto offsets = [](std::vector<int64_t> v) {
+    Tensor t = Tensor::empty({static_cast<int64_t>(v.size())}, DType::i64);
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+  };
+  expect_error([&] { ops::grouped_matmul(x, w, offsets({0, 4, 3})); }, ErrorKind::InvalidArgument,
+               {"offsets[1] = 4", "non-decreasing"});
+  expect_error([&] { ops::grouped_matmul(x, w, offsets({0, 4, 7})); }, ErrorKind::InvalidArgument,
+               {"offsets[2] = 7", "[0, 6]"});
+  expect_error([&] { ops::grouped_matmul(x, w, offsets({0, 6})); }, ErrorKind::InvalidArgument,
+               {"offsets", "(3)"});
+  expect_error([&] { ops::grouped_matmul(x, ops::randn({2, 4, 7}, 3), offsets({0, 3, 6})); },
+               ErrorKind::InvalidArgument, {"(E, N, K)"});
+  expect_error([&] { ops::grouped_matmul(x, w.to(DType::bf16), offsets({0, 3, 6})); },
+               ErrorKind::InvalidArgument, {"share a float dtype"});
+}
 
 std::vector<int64_t> ids_of(const MoeRoute& r) {
   std::vector<int64_t> v;

@@ -130,10 +130,33 @@ void matmul_kernel(const OpCall& c) {
 
 #endif
 
+// One matmul per non-empty group, written straight into the group's rows of the output.
+void grouped_matmul_kernel(const OpCall& c) {
+  const Tensor& x = c.inputs[0];
+  const Tensor& w = c.inputs[1];
+  const Tensor& out = c.outputs[0];
+  const int64_t rows = x.size(0), groups = w.size(0);
+  const int64_t* off = c.inputs[2].data<int64_t>();
+  for (int64_t e = 0; e < groups; ++e) {
+    MINDIESD_CHECK(off[e] >= 0 && off[e] <= off[e + 1] && off[e + 1] <= rows, InvalidArgument,
+                   "grouped_matmul: offsets[", e, "] = ", off[e], ", offsets[", e + 1,
+                   "] = ", off[e + 1], " (must be non-decreasing in [0, ", rows, "])");
+  }
+  for (int64_t e = 0; e < groups; ++e) {
+    const int64_t n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    const Tensor in[] = {x.narrow(0, off[e], n), w.select(0, e).transpose(0, 1)};
+    const Tensor dst = out.narrow(0, off[e], n);
+    dispatch(OpId::matmul, in, {&dst, 1}, nullptr);
+  }
+}
+
 }  // namespace
 
 void register_matmul_kernels(KernelRegistry& r) {
   r.add(OpId::matmul, DeviceType::CPU, {kFloatTypes}, kFloatTypes, matmul_kernel);
+  r.add(OpId::grouped_matmul, DeviceType::CPU, {kFloatTypes, kFloatTypes, DTypeSet{DType::i64}},
+        kFloatTypes, grouped_matmul_kernel);
 }
 
 }  // namespace mindiesd::cpu

@@ -11,6 +11,10 @@
 //
 // Algorithm choice (cublasLtMatmulAlgoGetHeuristic) is cached per shape/layout/alignment key;
 // the workspace comes from the device's caching allocator on the call's stream.
+//
+// grouped_matmul (mixture-of-experts) runs mindiesd's own tensor-core kernel
+// (grouped_gemm.cuh), one launch for all groups with the group offsets read on the device, or a
+// SIMT kernel for f32 and unaligned problems.
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
@@ -27,6 +31,8 @@
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/kernel/cuda/cuda_backend.h"
 #include "mindiesd/kernel/cuda/cuda_utils.h"
+#include "mindiesd/kernel/cuda/dtype.cuh"
+#include "mindiesd/kernel/cuda/grouped_gemm.cuh"
 #include "mindiesd/kernel/cuda/kernels.h"
 
 namespace mindiesd::cuda {
@@ -413,11 +419,95 @@ void matmul_kernel(const OpCall& c) {
   }
 }
 
+// ---- grouped matmul --------------------------------------------------------------------------
+
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(GroupedGemmTile::kThreads)
+    grouped_gemm_kernel(const GroupedGemmArgs a) {
+  __shared__ __align__(16) unsigned char smem[GroupedGemmTile::kSmemBytes];
+  WarpOps<T> ops;
+  grouped_gemm_block<T, OutT>(a, ops, blockIdx.y, blockIdx.x, static_cast<int>(threadIdx.x), smem);
+}
+
+// One thread per output element, any float dtypes: f32 problems and unaligned ones.
+__global__ void grouped_matmul_simt_kernel(const GroupedGemmArgs a, DType xt, DType ot) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.rows * a.n) return;
+  const int64_t r = i / a.n, col = i % a.n;
+  int64_t end = 0;
+  for (int64_t e = 0; e < a.groups; ++e) {
+    int64_t begin;
+    grouped_gemm_group_rows(a, e, end, begin, end);
+    if (r < begin || r >= end) continue;
+    float s = 0.0f;
+    const int64_t xo = r * a.x_stride, wo = e * a.w_stride[0] + col * a.w_stride[1];
+    for (int64_t k = 0; k < a.k; ++k) s += ld(a.x, xt, xo + k) * ld(a.w, xt, wo + k);
+    st(a.out, ot, r * a.out_stride + col, s);
+    return;
+  }
+}
+
+template <typename T>
+void launch_grouped_gemm(const GroupedGemmArgs& a, DType out, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(GroupedGemmTile::max_row_tiles(a.rows, a.groups)),
+                  static_cast<unsigned>((a.n + GroupedGemmTile::kBn - 1) / GroupedGemmTile::kBn));
+  if (out == DType::f32) {
+    grouped_gemm_kernel<T, float><<<grid, GroupedGemmTile::kThreads, 0, stream>>>(a);
+  } else {
+    grouped_gemm_kernel<T, T><<<grid, GroupedGemmTile::kThreads, 0, stream>>>(a);
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+void grouped_matmul_kernel(const OpCall& c) {
+  const Tensor& x = c.inputs[0];
+  const Tensor& w = c.inputs[1];
+  const Tensor& out = c.outputs[0];
+  GroupedGemmArgs a{};
+  a.x = x.data_ptr();
+  a.w = w.data_ptr();
+  a.offsets = c.inputs[2].data<int64_t>();
+  a.out = out.data_ptr();
+  a.x_stride = x.stride(0);
+  a.w_stride[0] = w.stride(0);
+  a.w_stride[1] = w.stride(1);
+  a.out_stride = out.stride(0);
+  a.rows = x.size(0);
+  a.n = w.size(1);
+  a.k = w.size(2);
+  a.groups = w.size(0);
+  const cudaStream_t stream = native_stream(*c.stream);
+  const DType t = x.dtype();
+  const bool tensor_cores = (t == DType::bf16 || t == DType::f16) &&
+                            (out.dtype() == t || out.dtype() == DType::f32) && a.k % 8 == 0 &&
+                            a.x_stride % 8 == 0 && a.w_stride[0] % 8 == 0 &&
+                            a.w_stride[1] % 8 == 0 && aligned16(a.x) && aligned16(a.w) &&
+                            GroupedGemmTile::max_row_tiles(a.rows, a.groups) < (int64_t{1} << 31) &&
+                            (a.n + GroupedGemmTile::kBn - 1) / GroupedGemmTile::kBn < 65536;
+  if (tensor_cores) {
+    if (t == DType::bf16) {
+      launch_grouped_gemm<__nv_bfloat16>(a, out.dtype(), stream);
+    } else {
+      launch_grouped_gemm<__half>(a, out.dtype(), stream);
+    }
+  } else {
+    const int64_t total = a.rows * a.n;
+    MINDIESD_CHECK(total / 256 < (int64_t{1} << 31), Unsupported, "grouped_matmul on CUDA: ",
+                   a.rows, "x", a.n, " outputs are too many for one launch");
+    grouped_matmul_simt_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(
+        a, t, out.dtype());
+  }
+  MINDIESD_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 void register_matmul_kernels(KernelRegistry& r) {
   const DTypeSet floats{DType::f32, DType::f16, DType::bf16};
   r.add(OpId::matmul, DeviceType::CUDA, {floats}, floats, matmul_kernel);
+  r.add(OpId::grouped_matmul, DeviceType::CUDA, {floats, floats, DTypeSet{DType::i64}}, floats,
+        grouped_matmul_kernel);
 }
 
 }  // namespace mindiesd::cuda

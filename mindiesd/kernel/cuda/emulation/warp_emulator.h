@@ -1,5 +1,5 @@
 // Runs a CUDA thread block on the host, one coroutine per thread, for kernels written over the
-// warp primitives of flash_attention.cuh (ldmatrix, mma.sync, cp.async, shuffles, barriers).
+// warp primitives of warp_ops.cuh (ldmatrix, mma.sync, cp.async, shuffles, barriers).
 //
 // Every thread runs until its next synchronising primitive and yields; the scheduler resumes
 // the threads round-robin, so a round is one step of the block in lockstep. A warp primitive
@@ -257,7 +257,7 @@ class BlockEmulator {
   int current_ = 0;
 };
 
-// The primitives of flash_attention.cuh's WarpOps, emulated. T is __nv_bfloat16 or __half.
+// The primitives of warp_ops.cuh's WarpOps, emulated. T is __nv_bfloat16 or __half.
 template <typename T>
 struct EmulatedWarpOps {
   BlockEmulator* e;
@@ -295,7 +295,7 @@ struct EmulatedWarpOps {
   void ldsm_x4(uint32_t (&r)[4], const void* row) { ldsm(r, row, false); }
   void ldsm_x4_trans(uint32_t (&r)[4], const void* row) { ldsm(r, row, true); }
 
-  // D = A B + C for m16n8k16 with the layouts in flash_attention.cuh, f32 accumulation.
+  // D = A B + C for m16n8k16 with the layouts in warp_ops.cuh, f32 accumulation.
   void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     BlockEmulator::Slot mine{};
     mine.w[0] = a[0] | (static_cast<uint64_t>(a[1]) << 32);
