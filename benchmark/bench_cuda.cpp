@@ -4,7 +4,8 @@
 // the same run. Timed with CUDA events on the op's stream, median of --reps after a warm-up.
 // Attention rows: "sdpa/" is the op (cuDNN's fused attention where the build has
 // cudnn-frontend, else mindiesd's flash kernel), "flash4w/" and "flash8w/" mindiesd's own kernel
-// with 64- and 128-row blocks.
+// with 64- and 128-row blocks. MoE rows: "grouped/" is ops::grouped_matmul (one launch for all
+// experts) beside torch._grouped_mm, "grouped_loop/" one matmul per expert beside torch's loop.
 // Then one FLUX.1-dev transformer step at 1024^2 (19 + 38 blocks at 3072 wide, random bf16
 // weights made on the GPU, 4096 image + 512 text tokens) next to diffusers' eager and
 // regionally compiled FluxTransformer2DModel (torch_cuda.py flux), with the GPU memory peak.
@@ -42,6 +43,20 @@ const std::vector<std::string> kGemms = {"4608x3072x3072",  "4608x9216x3072",  "
                                          "32760x8960x1536", "32760x1536x8960"};
 const std::vector<std::string> kAttn = {"1x24x4608x128", "1x12x32760x128", "2x24x4608x128",
                                         "1x24x1024x128"};
+
+// MoE grouped GEMMs RxNxKxE (DeepSeek-V2-Lite / Qwen-MoE sizes: H 2048, I 1408, 64 experts,
+// 16384 routed rows): the gate/up and the down projection.
+const std::vector<std::string> kMoe = {"16384x1408x2048x64", "16384x2048x1408x64"};
+
+// Uneven expert loads, the same as torch_cuda.py's group_sizes: weight 1 + (37 e mod 11).
+std::vector<int64_t> group_sizes(int64_t rows, int64_t groups) {
+  std::vector<int64_t> w(groups), sizes(groups);
+  int64_t total = 0, used = 0;
+  for (int64_t e = 0; e < groups; ++e) total += w[e] = 1 + (37 * e) % 11;
+  for (int64_t e = 0; e < groups; ++e) used += sizes[e] = rows * w[e] / total;
+  sizes.back() += rows - used;
+  return sizes;
+}
 
 std::vector<int64_t> dims_of(const std::string& s) {
   std::vector<int64_t> d;
@@ -282,16 +297,16 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
   const Device gpu = Device::cuda();
 
-  std::map<std::string, double> torch;  // "gemm/MxNxK", "sdpa/BxHxSxD", "peak"
+  std::map<std::string, double> torch;  // "gemm/MxNxK", "sdpa/BxHxSxD", "grouped/...", "peak"
   if (peer) {
     for (const auto& j : bench::run_peer(python, "torch_cuda.py",
-                                         "ceilings gemm sdpa --repeats " + std::to_string(reps))) {
+                                         "ceilings gemm sdpa moe --repeats " + std::to_string(reps))) {
       const std::string what = j.value("what", std::string());
       if (what == "gemm")
         torch["gemm/" + std::to_string(j.value("m", 0L)) + "x" + std::to_string(j.value("n", 0L)) +
               "x" + std::to_string(j.value("k", 0L))] = j["seconds"].get<double>();
-      else if (what == "sdpa")
-        torch["sdpa/" + j.value("shape", std::string())] = j["seconds"].get<double>();
+      else if (what == "sdpa" || what == "grouped" || what == "grouped_loop")
+        torch[what + "/" + j.value("shape", std::string())] = j["seconds"].get<double>();
       else if (what == "gemm_peak")
         torch["peak"] = j.value("tflops", 0.0);
     }
@@ -346,6 +361,26 @@ int main(int argc, char** argv) {
           time_cuda([&] { cuda::launch_flash_attention(DType::bf16, d[3], fa, stream); }, reps),
           flops);
     }
+  }
+  // MoE: our grouped GEMM (one launch) against torch._grouped_mm, and the per-expert loop of
+  // matmuls against torch's.
+  for (const std::string& s : kMoe) {
+    const std::vector<int64_t> d = dims_of(s);  // R, N, K, E
+    const Tensor x = ops::randn({d[0], d[2]}, 8, 0, DType::bf16, gpu);
+    const Tensor w = ops::randn({d[3], d[1], d[2]}, 9, 0, DType::bf16, gpu);
+    const std::vector<int64_t> sizes = group_sizes(d[0], d[3]);
+    Tensor off = Tensor::empty({d[3] + 1}, DType::i64);
+    off.data<int64_t>()[0] = 0;
+    for (int64_t e = 0; e < d[3]; ++e) off.data<int64_t>()[e + 1] = off.data<int64_t>()[e] + sizes[e];
+    const Tensor off_gpu = off.to(gpu);
+    const double flops = 2.0 * d[0] * d[1] * d[2];
+    row("grouped/" + s, time_cuda([&] { (void)ops::grouped_matmul(x, w, off_gpu); }, reps), flops);
+    row("grouped_loop/" + s, time_cuda([&] {
+          for (int64_t e = 0; e < d[3]; ++e) {
+            const int64_t b = off.data<int64_t>()[e];
+            (void)ops::matmul(x.narrow(0, b, sizes[e]), w.select(0, e).transpose(0, 1));
+          }
+        }, reps), flops);
   }
   const AllocatorStats st = backend_for(gpu).allocator(0).stats();
   std::printf("\nGPU allocator peak: %.2f GiB allocated, %.2f GiB reserved\n",

@@ -6,6 +6,9 @@ Measures, on one GPU, with CUDA events (median of --repeats after --warmup):
                matmul: the two measured roofs every other figure is set against
   gemm         torch.matmul at DiT shapes (MxNxK: C[M,N] = A[M,K] @ B[K,N]), bf16
   sdpa         F.scaled_dot_product_attention (B, H, S, D) bf16 at FLUX / Wan shapes
+  moe          the grouped GEMM of an MoE layer (RxNxKxE: R routed rows split unevenly over
+               E experts, out[r] = x[r] @ w[e]^T, bf16): torch._grouped_mm (one launch) and
+               the per-expert loop of matmuls most MoE layers run
   flux         diffusers FluxTransformer2DModel with FLUX.1-dev's config (19 + 38 blocks,
                random weights, bf16) at 1024^2 (4096 image + 512 text tokens): one
                transformer call = one denoising step; eager and torch.compile (diffusers'
@@ -27,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 DEVICE = "cuda"
-PARTS = ["ceilings", "gemm", "sdpa", "flux", "wan"]
+PARTS = ["ceilings", "gemm", "sdpa", "moe", "flux", "wan"]
 
 
 def emit(**kv):
@@ -87,6 +90,41 @@ def sdpa(args):
                               args.warmup)
         emit(what="sdpa", shape=shape, dtype="bf16", seconds=med, min_seconds=best,
              tflops=4 * b * h * s * s * d / med / 1e12)
+
+
+def group_sizes(rows, groups):
+    """Uneven expert loads, the same as bench_cuda.cpp's: weight 1 + (37 e mod 11)."""
+    weights = [1 + (37 * e) % 11 for e in range(groups)]
+    sizes = [rows * w // sum(weights) for w in weights]
+    sizes[-1] += rows - sum(sizes)
+    return sizes
+
+
+def moe(args):
+    for shape in args.moe:
+        r, n, k, e = (int(v) for v in shape.split("x"))
+        sizes = group_sizes(r, e)
+        ends = [sum(sizes[: i + 1]) for i in range(e)]
+        x = torch.randn(r, k, device=DEVICE, dtype=torch.bfloat16)
+        w = torch.randn(e, n, k, device=DEVICE, dtype=torch.bfloat16)
+        flops = 2 * r * n * k
+        try:
+            offs = torch.tensor(ends, device=DEVICE, dtype=torch.int32)
+            wt = w.transpose(-2, -1)  # (E, K, N), column-major matrices as _grouped_mm wants
+            med, best = cuda_time(lambda: torch._grouped_mm(x, wt, offs=offs), args.repeats,
+                                  args.warmup)
+            emit(what="grouped", shape=shape, dtype="bf16", seconds=med, min_seconds=best,
+                 tflops=flops / med / 1e12)
+        except (AttributeError, RuntimeError) as err:
+            print(f"# torch._grouped_mm unavailable: {err}", file=sys.stderr)
+        starts = [0] + ends[:-1]
+
+        def loop():
+            for g in range(e):
+                x[starts[g]:ends[g]] @ w[g].t()
+        med, best = cuda_time(loop, args.repeats, args.warmup)
+        emit(what="grouped_loop", shape=shape, dtype="bf16", seconds=med, min_seconds=best,
+             tflops=flops / med / 1e12)
 
 
 def measure_model(what, model, inputs, args, **extra):
@@ -167,6 +205,7 @@ def main():
         "4096x3072x15360", "32760x1536x1536", "32760x8960x1536", "32760x1536x8960"])
     ap.add_argument("--sdpa", nargs="+", default=["1x24x4608x128", "1x12x32760x128",
                                                   "2x24x4608x128", "1x24x1024x128"])
+    ap.add_argument("--moe", nargs="+", default=["16384x1408x2048x64", "16384x2048x1408x64"])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--model-repeats", type=int, default=5)
