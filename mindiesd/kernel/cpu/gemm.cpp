@@ -1,6 +1,7 @@
 #include "mindiesd/kernel/cpu/gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
