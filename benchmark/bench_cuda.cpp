@@ -9,6 +9,7 @@
 // Then one FLUX.1-dev transformer step at 1024^2 (19 + 38 blocks at 3072 wide, random bf16
 // weights made on the GPU, 4096 image + 512 text tokens) next to diffusers' eager and
 // regionally compiled FluxTransformer2DModel (torch_cuda.py flux), with the GPU memory peak.
+// The FLUX step is timed eager and as one CUDA graph launch (kernel/cuda/cuda_graph.h).
 // Then one Wan2.1-T2V-1.3B transformer forward at 832x480, 81 frames (32,760 tokens) next to
 // diffusers (torch_cuda.py wan).
 //
@@ -32,6 +33,7 @@
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
 
+#include "mindiesd/kernel/cuda/cuda_graph.h"
 #include "mindiesd/kernel/cuda/cuda_utils.h"
 
 namespace {
@@ -190,6 +192,16 @@ void flux_step(const std::string& python, bool peer, double peak, const Device& 
   std::printf("\nFLUX.1-dev transformer step, 1024x1024 (4096 + 512 tokens), bf16, %lld params\n",
               static_cast<long long>(model.num_params()));
   print_model_rows(step, flops, peak, fs.peak_allocated_bytes, weights_gib, torch);
+  // The same step as one CUDA graph launch (FluxPipelineOptions::cuda_graphs): what the
+  // per-kernel launch cost was.
+  const models::FluxDeviceInputs dev_in = model.prepare(in);
+  Tensor out;
+  const std::unique_ptr<cuda::CudaGraph> graph =
+      cuda::CudaGraph::capture(gpu, [&] { out = model.forward(dev_in); });
+  const double graphed = time_cuda([&] { graph->replay(); }, 5);
+  std::printf("  mindiesd graph    %8.1f ms  %6.1f TFLOP/s (%4.1f%% of peak); eager / graph %.3fx\n",
+              graphed * 1e3, flops / graphed / 1e12, 100 * flops / graphed / 1e12 / peak,
+              step / graphed);
 }
 
 // Wan2.1-T2V-1.3B's transformer with N(0, 0.02) bf16 weights generated on the GPU.

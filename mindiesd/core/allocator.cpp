@@ -34,6 +34,7 @@ void* CachingAllocator::allocate(size_t bytes, uintptr_t stream) {
                  " bytes");
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (pool_open_) stream = pool_key_;
   ++stats_.num_allocs;
   // Reuse the smallest cached block on this stream that fits without wasting more than 1/8.
   auto it = cached_.lower_bound({stream, size});
@@ -104,12 +105,43 @@ void CachingAllocator::set_limit(int64_t bytes) {
   limit_ = bytes;
 }
 
-void CachingAllocator::release_cached_locked() {
-  for (auto& [key, p] : cached_) {
-    raw_free_(p);
-    stats_.reserved_bytes -= static_cast<int64_t>(key.second);
+void CachingAllocator::begin_private_pool(uintptr_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  MINDIESD_CHECK(!pool_open_, InvalidArgument, name_, ": private pool ", key,
+                 " opened while pool ", pool_key_, " is open");
+  pool_open_ = true;
+  pool_key_ = key;
+  pool_keys_.insert(key);
+}
+
+void CachingAllocator::end_private_pool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  pool_open_ = false;
+}
+
+void CachingAllocator::release_private_pool(uintptr_t key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  MINDIESD_CHECK(!(pool_open_ && pool_key_ == key), InvalidArgument, name_, ": private pool ",
+                 key, " released while open");
+  pool_keys_.erase(key);
+  for (auto it = cached_.lower_bound({key, 0}); it != cached_.end() && it->first.first == key;) {
+    raw_free_(it->second);
+    stats_.reserved_bytes -= static_cast<int64_t>(it->first.second);
+    it = cached_.erase(it);
   }
-  cached_.clear();
+}
+
+void CachingAllocator::release_cached_locked() {
+  if (pool_open_) return;  // a free can synchronise the device, which a capture forbids
+  for (auto it = cached_.begin(); it != cached_.end();) {
+    if (pool_keys_.count(it->first.first)) {  // a private pool's: a graph may replay into it
+      ++it;
+      continue;
+    }
+    raw_free_(it->second);
+    stats_.reserved_bytes -= static_cast<int64_t>(it->first.second);
+    it = cached_.erase(it);
+  }
 }
 
 CachingAllocator& cpu_allocator() {

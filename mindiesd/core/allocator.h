@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -54,6 +55,17 @@ class CachingAllocator final : public Allocator {
   // Caps reserved bytes; 0 = no limit. Allocation past the cap fails with OutOfMemory.
   void set_limit(int64_t bytes);
 
+  // Private pools, for CUDA graphs (as PyTorch's graph memory pools). Between
+  // begin_private_pool(key) and end_private_pool(), every allocation is made under `key`
+  // whatever stream asks for it, and no cached block is given back to the device (a free can
+  // synchronise, which a stream capture forbids). The blocks cached under `key` then stay
+  // reserved, out of reach of every other key, until release_private_pool(key) gives them
+  // back: a captured graph replays into them for as long as it exists. InvalidArgument when a
+  // pool is already open.
+  void begin_private_pool(uintptr_t key);
+  void end_private_pool();
+  void release_private_pool(uintptr_t key);
+
   // The size class a request is rounded to (512 B granules below 1 MiB, 2 MiB above).
   static size_t round_size(size_t bytes);
 
@@ -72,6 +84,9 @@ class CachingAllocator final : public Allocator {
   std::multimap<std::pair<uintptr_t, size_t>, void*> cached_;  // (stream, size) -> block
   AllocatorStats stats_;
   int64_t limit_ = 0;
+  bool pool_open_ = false;
+  uintptr_t pool_key_ = 0;          // while pool_open_: the key of every allocation
+  std::set<uintptr_t> pool_keys_;  // private pools whose cached blocks stay reserved
 };
 
 // The host allocator: 64-byte aligned blocks from the C heap, cached.

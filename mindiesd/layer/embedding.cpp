@@ -199,8 +199,6 @@ Tensor module_linear(const Tensor& x, const ModuleWeights& w) {
 
 // Timesteps(num_channels=256, flip_sin_to_cos=True, downscale_freq_shift=0), as the combined
 // embedders construct it.
-Tensor time_proj_256(const Tensor& t) { return timestep_embedding(t, 256, true, 0.0, 1.0); }
-
 void check_batch(const Tensor& a, const char* an, const Tensor& b, const char* bn,
                  const char* what) {
   MINDIESD_CHECK(a.defined() && b.defined(), InvalidArgument, what, ": undefined input");
@@ -210,6 +208,8 @@ void check_batch(const Tensor& a, const char* an, const Tensor& b, const char* b
 }
 
 }  // namespace
+
+Tensor timestep_proj_256(const Tensor& t) { return timestep_embedding(t, 256, true, 0.0, 1.0); }
 
 Tensor timestep_embedder(const Tensor& sample, const ModuleWeights& w, std::string_view act_fn) {
   const ActivationFn act = get_activation_layer(act_fn);
@@ -231,8 +231,15 @@ Tensor combined_timestep_text_proj(const Tensor& timestep, const Tensor& pooled_
   // The projection is formed where the timestep is (normally the host) and moved to the
   // weights' device.
   const Tensor proj =
-      time_proj_256(timestep).to(pooled_projection.dtype()).to(pooled_projection.device());
-  const Tensor t_emb = timestep_embedder(proj, w.child("timestep_embedder"));
+      timestep_proj_256(timestep).to(pooled_projection.dtype()).to(pooled_projection.device());
+  return combined_timestep_text_proj_from(proj, pooled_projection, w);
+}
+
+Tensor combined_timestep_text_proj_from(const Tensor& timestep_proj,
+                                        const Tensor& pooled_projection, const ModuleWeights& w) {
+  check_batch(timestep_proj, "timestep_proj", pooled_projection, "pooled_projection",
+              "combined_timestep_text_proj");
+  const Tensor t_emb = timestep_embedder(timestep_proj, w.child("timestep_embedder"));
   const Tensor p_emb = text_projection(pooled_projection, w.child("text_embedder"), "silu");
   return ops::add(t_emb, p_emb);
 }
@@ -245,10 +252,20 @@ Tensor combined_timestep_guidance_text_proj(const Tensor& timestep, const Tensor
   check_batch(guidance, "guidance", pooled_projection, "pooled_projection", what);
   const DType t = pooled_projection.dtype();
   const Device dev = pooled_projection.device();
-  const Tensor t_emb =
-      timestep_embedder(time_proj_256(timestep).to(t).to(dev), w.child("timestep_embedder"));
-  const Tensor g_emb =
-      timestep_embedder(time_proj_256(guidance).to(t).to(dev), w.child("guidance_embedder"));
+  return combined_timestep_guidance_text_proj_from(timestep_proj_256(timestep).to(t).to(dev),
+                                                   timestep_proj_256(guidance).to(t).to(dev),
+                                                   pooled_projection, w);
+}
+
+Tensor combined_timestep_guidance_text_proj_from(const Tensor& timestep_proj,
+                                                 const Tensor& guidance_proj,
+                                                 const Tensor& pooled_projection,
+                                                 const ModuleWeights& w) {
+  const char* what = "combined_timestep_guidance_text_proj";
+  check_batch(timestep_proj, "timestep_proj", pooled_projection, "pooled_projection", what);
+  check_batch(guidance_proj, "guidance_proj", pooled_projection, "pooled_projection", what);
+  const Tensor t_emb = timestep_embedder(timestep_proj, w.child("timestep_embedder"));
+  const Tensor g_emb = timestep_embedder(guidance_proj, w.child("guidance_embedder"));
   // (t_emb + g_emb) + text: the association diffusers uses, for identical rounding.
   const Tensor p_emb = text_projection(pooled_projection, w.child("text_embedder"), "silu");
   return ops::add(ops::add(t_emb, g_emb), p_emb);

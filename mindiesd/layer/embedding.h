@@ -119,4 +119,16 @@ Tensor combined_timestep_guidance_text_proj(const Tensor& timestep, const Tensor
                                             const Tensor& pooled_projection,
                                             const ModuleWeights& w);
 
+// The sinusoids both of the above start from: Timesteps(256, flip_sin_to_cos=True, shift 0),
+// (N) -> (N, 256) f32, formed where `timestep` is.
+Tensor timestep_proj_256(const Tensor& timestep);
+// The two embeddings from those sinusoids, already in pooled_projection's dtype and on its
+// device: device work only, so a CUDA graph can capture them (kernel/cuda/cuda_graph.h).
+Tensor combined_timestep_text_proj_from(const Tensor& timestep_proj,
+                                        const Tensor& pooled_projection, const ModuleWeights& w);
+Tensor combined_timestep_guidance_text_proj_from(const Tensor& timestep_proj,
+                                                 const Tensor& guidance_proj,
+                                                 const Tensor& pooled_projection,
+                                                 const ModuleWeights& w);
+
 }  // namespace mindiesd::layer

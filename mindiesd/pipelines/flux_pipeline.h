@@ -35,6 +35,10 @@ struct FluxPipelineOptions {
   // (uploaded when a request needs them; freed after unless keep_text_encoders). Tokenizing and
   // image post-processing stay on the host.
   Device device = Device::cpu();
+  // On a CUDA device: every transformer call after the first of a request is one CUDA graph
+  // launch (captured on the second call), which removes the per-kernel launch cost of the
+  // denoising loop; the results are those of the eager loop. Ignored on the CPU.
+  bool cuda_graphs = false;
 };
 
 using FluxStepInfo = StepInfo;  // latents: packed (B, tokens, C * 4)

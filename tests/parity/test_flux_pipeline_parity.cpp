@@ -120,6 +120,22 @@ TEST(FluxPipelineParity, RunsOnCudaLikeDiffusers) {
                   {0.1, 0.999}, {0.05, 0.999}, Device::cuda());
 }
 
+TEST(FluxPipeline, CudaGraphStepsGiveTheEagerLoopsImages) {
+  // cuda_graphs: step 0 eager, step 1 captured, later steps replayed, with and without true
+  // CFG (two graphs); the same kernels on the same values, so the same bits.
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
+  FluxPipelineOptions graphed = options(DType::bf16, Device::cuda());
+  graphed.cuda_graphs = true;
+  FluxPipeline eager = FluxPipeline::load(kGolden / "pipeline", options(DType::bf16, Device::cuda()));
+  FluxPipeline graphs = FluxPipeline::load(kGolden / "pipeline", graphed);
+  FluxRequest r = golden_request("bf16", kPrompts, 32, 32, 4);
+  EXPECT_EQ(graphs.generate(r).images.to_vector(), eager.generate(r).images.to_vector());
+  r.negative_prompts = {"blurry", "a dark room"};
+  r.true_cfg_scale = 2.0;
+  EXPECT_EQ(graphs.generate(r).images.to_vector(), eager.generate(r).images.to_vector());
+}
+
 TEST(FluxPipeline, SeededNoiseIsReproducibleAndBatchesExtendSingleRuns) {
   MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   FluxPipeline pipe = FluxPipeline::load(kGolden / "pipeline", options(DType::f32));

@@ -6,6 +6,7 @@
 #include "mindiesd/core/parallel.h"
 #include "mindiesd/core/philox.h"
 #include "mindiesd/core/tensor.h"
+#include "test_util.h"
 
 namespace mindiesd {
 namespace {
@@ -165,6 +166,49 @@ TEST(Allocator, StreamsDoNotShareCachedBlocks) {
   void* b = alloc.allocate(4096, /*stream=*/2);
   EXPECT_NE(a, b);
   alloc.deallocate(b);
+}
+
+TEST(Allocator, PrivatePoolKeepsItsBlocksFromEveryOtherKeyUntilReleased) {
+  int64_t frees = 0;
+  CachingAllocator alloc("test", [](size_t n) { return std::aligned_alloc(64, n); },
+                         [&frees](void* p) {
+                           ++frees;
+                           std::free(p);
+                         });
+  constexpr uintptr_t kPool = uintptr_t{1} << 63;
+  void* before = alloc.allocate(4096);  // an eager tensor freed during the capture
+  alloc.begin_private_pool(kPool);
+  void* t1 = alloc.allocate(4096, /*stream=*/0);  // a capture's intermediate, whatever stream
+  alloc.deallocate(before);
+  alloc.deallocate(t1);
+  void* t2 = alloc.allocate(4096, 0);  // reused inside the capture: stream order holds
+  EXPECT_EQ(t2, t1);
+  void* out = alloc.allocate(1 << 20, 0);  // the graph's output, kept by the caller
+  alloc.deallocate(t2);
+  alloc.empty_cache();  // nothing is given back while the pool is open (a free may sync)
+  EXPECT_EQ(frees, 0);
+  alloc.end_private_pool();
+
+  void* eager = alloc.allocate(4096, 0);  // eager work gets the block freed before, not t1
+  EXPECT_EQ(eager, before);
+  void* eager2 = alloc.allocate(4096, 0);
+  EXPECT_NE(eager2, t1);
+  alloc.deallocate(eager);
+  alloc.deallocate(eager2);
+  alloc.empty_cache();  // frees the eager blocks, keeps the pool's
+  EXPECT_EQ(frees, 2);
+  alloc.deallocate(out);
+  EXPECT_EQ(alloc.stats().reserved_bytes, 4096 + (2 << 20));
+  alloc.release_private_pool(kPool);
+  EXPECT_EQ(frees, 4);
+  EXPECT_EQ(alloc.stats().reserved_bytes, 0);
+
+  alloc.begin_private_pool(kPool);
+  test::expect_error([&] { alloc.begin_private_pool(kPool + 1); }, ErrorKind::InvalidArgument,
+               {"opened while pool"});
+  test::expect_error([&] { alloc.release_private_pool(kPool); }, ErrorKind::InvalidArgument,
+               {"released while open"});
+  alloc.end_private_pool();
 }
 
 TEST(Allocator, LimitGivesOutOfMemoryNamingTheRequest) {

@@ -19,6 +19,9 @@
 #include "tolerance.h"
 #if defined(MINDIESD_CUDA)
 #include "mindiesd/kernel/cuda/cuda_backend.h"
+#include "mindiesd/kernel/cuda/cuda_graph.h"
+#include "mindiesd/layer/linear.h"
+#include "test_util.h"
 #endif
 
 namespace mindiesd::test {
@@ -259,6 +262,50 @@ TEST_F(CudaBackendTest, UploadsDoNotWaitAndKeepTheBytesOfTheirCall) {
   const Tensor large = ops::full({big}, 3.5, DType::f32).to(Device::cuda());
   EXPECT_EQ(large.narrow(0, 0, 1).to_vector()[0], 3.5f);
   EXPECT_EQ(large.narrow(0, big - 1, 1).to_vector()[0], 3.5f);
+}
+
+// ---- CUDA graphs -----------------------------------------------------------------------------
+
+TEST_F(CudaBackendTest, GraphReplaysCapturedOpsOnNewInputValues) {
+  // A linear layer with a fused epilogue, a norm-like reduction and elementwise ops, captured
+  // once; each replay after new values were copied into the static input gives what eager
+  // execution gives on those values, bit for bit (same kernels, same order).
+  const Device gpu = Device::cuda();
+  Tensor x = ops::randn({64, 96}, 1, 0, DType::bf16, gpu);  // the static input
+  const Tensor w = ops::randn({80, 96}, 2, 0, DType::bf16, gpu);
+  const Tensor b = ops::randn({80}, 3, 0, DType::bf16, gpu);
+  layer::LinearEpilogue gelu;
+  gelu.activation = UnaryKind::gelu_tanh;
+  auto step = [&] {
+    const Tensor h = layer::linear(x, w, b, gelu);
+    return ops::add(h, ops::mean(h, {1}, true));
+  };
+  (void)step();  // warm-up outside the capture: cuBLASLt plans, workspace
+  Tensor y;
+  const std::unique_ptr<cuda::CudaGraph> graph = cuda::CudaGraph::capture(gpu, [&] { y = step(); });
+  for (uint64_t seed : {4, 5, 6}) {
+    x.copy_(ops::randn({64, 96}, seed, 0, DType::bf16, gpu));
+    graph->replay();
+    EXPECT_EQ(bytes_of(y), bytes_of(step())) << "seed " << seed;
+  }
+  // Eager work after the capture never gets the graph's memory.
+  const Tensor other = ops::full({64, 80}, 7.0, DType::bf16, gpu);
+  graph->replay();
+  EXPECT_EQ(other.to_vector()[0], 7.0f);
+}
+
+TEST_F(CudaBackendTest, GraphCaptureRefusesHostCopiesAndLeavesTheDeviceUsable) {
+  const Device gpu = Device::cuda();
+  const Tensor host = ops::randn({16}, 1);
+  expect_error([&] { (void)cuda::CudaGraph::capture(gpu, [&] { (void)host.to(gpu); }); },
+               ErrorKind::Unsupported, {"CUDA graph capture"});
+  const Tensor dev = ops::randn({16}, 2, 0, DType::f32, gpu);
+  expect_error(
+      [&] { (void)cuda::CudaGraph::capture(gpu, [&] { (void)ops::mul(dev, dev).to_vector(); }); },
+      ErrorKind::Unsupported, {"CUDA graph capture"});
+  // The stream is out of capture again: eager ops run.
+  const std::vector<float> v = ops::add(dev, dev).to_vector();
+  EXPECT_EQ(v[3], 2 * dev.to_vector()[3]);
 }
 
 // ---- copy / fill kernels --------------------------------------------------------------------

@@ -134,6 +134,16 @@ std::unique_ptr<CachingAllocator> make_device_allocator(int device) {
   return std::make_unique<CachingAllocator>(str_cat("cuda:", device), raw_alloc, raw_free);
 }
 
+// A host <-> device copy inside a CUDA graph capture would be replayed from (or into) host
+// memory that has changed by then, or wait for the device: refuse it loudly (cuda_graph.h).
+void refuse_in_capture(cudaStream_t s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  MINDIESD_CUDA_CHECK(cudaStreamIsCapturing(s, &status));
+  MINDIESD_CHECK(status != cudaStreamCaptureStatusActive, Unsupported,
+                 "a host <-> device copy inside a CUDA graph capture: make the captured work's "
+                 "inputs device tensors before the capture and copy new values into them");
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int count) : devices_(static_cast<size_t>(count)) {
@@ -149,6 +159,7 @@ class CudaBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes, CopyKind kind, Stream& stream) override {
     if (bytes == 0) return;
     const cudaStream_t s = native_stream(stream);
+    if (kind != CopyKind::DeviceToDevice) refuse_in_capture(s);
     DeviceGuard guard(stream.device().index);
     cudaMemcpyKind k = cudaMemcpyDeviceToDevice;
     if (kind == CopyKind::HostToDevice) k = cudaMemcpyHostToDevice;
@@ -158,6 +169,7 @@ class CudaBackend final : public Backend {
 
   void upload(void* dst, const void* src, size_t bytes, Stream& stream) override {
     if (bytes == 0) return;
+    refuse_in_capture(native_stream(stream));
     // Large uploads (weights at load time) go straight from pageable memory and wait: staging
     // them would double their host footprint for no gain.
     if (bytes > kMaxStagedBytes) {

@@ -372,12 +372,13 @@ FluxTransformer2DModel FluxTransformer2DModel::to(Device device) const {
 }
 
 Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* trace) const {
-  const io::FluxTransformer2DModelConfig& c = config_;
-  const Weights& w = *weights_;
-  const char* what = "FluxTransformer2DModel";
-  const Heads h{c.num_attention_heads, c.attention_head_dim};
+  return forward(prepare(in), trace);
+}
 
-  // ---- inputs ----
+FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) const {
+  const io::FluxTransformer2DModelConfig& c = config_;
+  const char* what = "FluxTransformer2DModel";
+
   auto float_input = [&](const Tensor& t, const char* name) {
     MINDIESD_CHECK(t.defined(), InvalidArgument, what, ": ", name, " is missing");
     MINDIESD_CHECK(is_float(t.dtype()), InvalidArgument, what, ": ", name,
@@ -385,9 +386,13 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* t
     const Tensor d = t.device() == device_ ? t : t.to(device_);
     return d.dtype() == dtype_ ? d : d.to(dtype_);
   };
-  const Tensor hs = float_input(in.hidden_states, "hidden_states");
-  const Tensor ehs = float_input(in.encoder_hidden_states, "encoder_hidden_states");
-  const Tensor pooled = float_input(in.pooled_projections, "pooled_projections");
+  FluxDeviceInputs out;
+  out.hidden_states = float_input(in.hidden_states, "hidden_states");
+  out.encoder_hidden_states = float_input(in.encoder_hidden_states, "encoder_hidden_states");
+  out.pooled_projections = float_input(in.pooled_projections, "pooled_projections");
+  const Tensor& hs = out.hidden_states;
+  const Tensor& ehs = out.encoder_hidden_states;
+  const Tensor& pooled = out.pooled_projections;
   MINDIESD_CHECK(hs.dim() == 3 && hs.size(2) == c.in_channels, InvalidArgument, what,
                  ": hidden_states ", hs.shape().str(), " must be (batch, image tokens, ",
                  c.in_channels, ")");
@@ -418,27 +423,44 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* t
   const Tensor img_ids = position_ids(in.img_ids, s_img, axes, "img_ids").to(txt_ids.device());
   // Timestep and guidance stay on (or come to) the host: their sinusoidal embeddings are built
   // there and uploaded, so the forward never waits for the device.
-  const Tensor timestep = in.timestep.to(Device::cpu());
-  const Tensor guidance = in.guidance.defined() ? in.guidance.to(Device::cpu()) : Tensor();
-
-  // ---- embeddings ----
-  Tensor hidden = layer::linear(hs, w.x_embedder.w, w.x_embedder.b);
-  // `timestep.to(hidden_states.dtype) * 1000`, the product rounded to the model dtype.
-  const Tensor t = ops::affine(batch_values(timestep, batch, dtype_, "timestep"), 1000.0f, 0.0f);
-  const layer::ModuleWeights tte = module_weights_of(w.time_text_embed, "time_text_embed.");
-  const Tensor temb =
-      c.guidance_embeds
-          ? layer::combined_timestep_guidance_text_proj(
-                t, ops::affine(batch_values(guidance, batch, dtype_, "guidance"), 1000.0f, 0.0f),
-                pooled, tte)
-          : layer::combined_timestep_text_proj(t, pooled, tte);
-  Tensor context = layer::linear(ehs, w.context_embedder.w, w.context_embedder.b);
+  // `timestep.to(hidden_states.dtype) * 1000`, the product rounded to the model dtype, then
+  // Timesteps(256) cast to the model dtype as diffusers casts it before the embedders.
+  auto proj = [&](const Tensor& v, const char* name) {
+    const Tensor scaled =
+        ops::affine(batch_values(v.to(Device::cpu()), batch, dtype_, name), 1000.0f, 0.0f);
+    return layer::timestep_proj_256(scaled).to(dtype_).to(device_);
+  };
+  out.timestep_proj = proj(in.timestep, "timestep");
+  if (c.guidance_embeds) out.guidance_proj = proj(in.guidance, "guidance");
   // FluxPosEmbed(cat(txt_ids, img_ids)): one (S_txt + S_img, head_dim) table pair per forward,
   // shared by every block.
   const Tensor id_parts[] = {txt_ids, img_ids};
-  layer::RopeTables rope = layer::flux_rope(ops::cat(id_parts, 0), c.axes_dims_rope, kRopeTheta);
-  rope.cos = rope.cos.to(device_);
-  rope.sin = rope.sin.to(device_);
+  const layer::RopeTables rope =
+      layer::flux_rope(ops::cat(id_parts, 0), c.axes_dims_rope, kRopeTheta);
+  out.rope_cos = rope.cos.to(device_);
+  out.rope_sin = rope.sin.to(device_);
+  return out;
+}
+
+Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, FluxTrace* trace) const {
+  const io::FluxTransformer2DModelConfig& c = config_;
+  const Weights& w = *weights_;
+  const Heads h{c.num_attention_heads, c.attention_head_dim};
+  const int64_t s_txt = in.encoder_hidden_states.size(1), s_img = in.hidden_states.size(1);
+
+  // ---- embeddings ----
+  Tensor hidden = layer::linear(in.hidden_states, w.x_embedder.w, w.x_embedder.b);
+  const layer::ModuleWeights tte = module_weights_of(w.time_text_embed, "time_text_embed.");
+  const Tensor temb = c.guidance_embeds
+                          ? layer::combined_timestep_guidance_text_proj_from(
+                                in.timestep_proj, in.guidance_proj, in.pooled_projections, tte)
+                          : layer::combined_timestep_text_proj_from(in.timestep_proj,
+                                                                     in.pooled_projections, tte);
+  Tensor context =
+      layer::linear(in.encoder_hidden_states, w.context_embedder.w, w.context_embedder.b);
+  layer::RopeTables rope;
+  rope.cos = in.rope_cos;
+  rope.sin = in.rope_sin;
   // Every modulation projection starts from SiLU(temb); computed once.
   const Tensor silu_temb = ops::silu(temb);
 

@@ -46,6 +46,16 @@ struct FluxForwardInputs {
   Tensor img_ids;  // (S_img, n_axes)
 };
 
+// What one forward reads once its host part is done (checks, timestep / guidance sinusoids,
+// RoPE tables), on the model's device and in its dtype. forward() of these queues device work
+// only, with no host <-> device copy and no wait, so a CUDA graph can capture it
+// (kernel/cuda/cuda_graph.h) and replay it after new values were copied into these tensors.
+struct FluxDeviceInputs {
+  Tensor hidden_states, encoder_hidden_states, pooled_projections;
+  Tensor timestep_proj, guidance_proj;  // (B, 256) sinusoids of 1000 t and 1000 g (or undefined)
+  Tensor rope_cos, rope_sin;            // FluxPosEmbed of cat(txt_ids, img_ids)
+};
+
 // Per-block outputs of one forward, for tests and debugging.
 struct FluxTrace {
   std::vector<Tensor> double_txt, double_img;  // FluxTransformerBlock i: (encoder, hidden)
@@ -69,6 +79,10 @@ class FluxTransformer2DModel {
   // another dtype are cast to dtype() first. InvalidArgument for inputs whose shapes disagree
   // with each other or with the config.
   Tensor forward(const FluxForwardInputs& in, FluxTrace* trace = nullptr) const;
+  // The two halves of the above: the host part (argument checks, sinusoids, RoPE tables,
+  // uploads) and the device part.
+  FluxDeviceInputs prepare(const FluxForwardInputs& in) const;
+  Tensor forward(const FluxDeviceInputs& in, FluxTrace* trace = nullptr) const;
 
   int64_t num_params() const { return num_params_; }
 
