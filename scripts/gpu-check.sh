@@ -188,16 +188,17 @@ if [ "${BUILD_STATUS%% *}" = ok ]; then
   echo "$TEST_SUMMARY"
 fi
 
-# The attention kernel's shared-memory discipline on the real device: compute-sanitizer's
-# racecheck (and memcheck) over the attention harness cases (small shapes; the tools are slow).
+# The tensor-core kernels' shared-memory discipline on the real device: compute-sanitizer's
+# racecheck (and memcheck) over the attention and grouped-GEMM harness cases (small shapes; the
+# tools are slow).
 RACECHECK=skipped
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ "${BUILD_STATUS%% *}" = ok ] && [ "$GPU" != none ] && [ -n "$SANITIZER" ]; then
   RACECHECK=""
   for tool in racecheck memcheck; do
-    step "sanitizer: $tool over the attention harness"
+    step "sanitizer: $tool over the attention and grouped-GEMM harnesses"
     if timeout 300 "$SANITIZER" --tool "$tool" --error-exitcode 9 "$BUILD/tests/mindiesd_tests" \
-      --gtest_filter='Layer/AttentionHarness.*' >"$LOGS/$tool.log" 2>&1; then
+      --gtest_filter='Layer/AttentionHarness.*:Layer/GroupedMatmulHarness.*' >"$LOGS/$tool.log" 2>&1; then
       RACECHECK+="$tool clean; "
     else
       RACECHECK+="$tool FAILED (rc $?, see $tool.log); "
@@ -277,7 +278,7 @@ fi
       echo "$GAPS" | head -40
       echo '```'
     fi
-    echo "- compute-sanitizer on the attention harness: ${RACECHECK}"
+    echo "- compute-sanitizer on the attention and grouped-GEMM harnesses: ${RACECHECK}"
     if [ -n "$FAILED_TESTS" ]; then
       echo "- failed:"
       echo '```'
