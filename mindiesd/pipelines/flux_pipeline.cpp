@@ -3,9 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <iterator>
 #include <limits>
-#include <memory>
 #include <optional>
 
 #include "mindiesd/core/allocator.h"
@@ -17,14 +15,12 @@
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/vae/autoencoder_kl.h"
+#include "mindiesd/pipelines/graphed_forward.h"
 #include "mindiesd/pipelines/pipeline_util.h"
 #include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/text/clip_tokenizer.h"
 #include "mindiesd/text/t5_tokenizer.h"
 #include "mindiesd/text/tokens.h"
-#if MINDIESD_CUDA
-#include "mindiesd/kernel/cuda/cuda_graph.h"
-#endif
 
 namespace mindiesd::pipelines {
 
@@ -38,53 +34,6 @@ bool vae_tiled(FluxPipelineOptions::VaeTiling mode, int64_t height, int64_t widt
   return mode == FluxPipelineOptions::VaeTiling::on ||
          (mode == FluxPipelineOptions::VaeTiling::automatic && height * width > 1024 * 1024);
 }
-
-// The transformer calls of one denoising loop: eager, or with FluxPipelineOptions::cuda_graphs
-// on a CUDA device, the first call eager (it builds every kernel's plan and cuDNN graph) and
-// the later ones replays of a CUDA graph captured on the second call, reading static copies of
-// the inputs that each call refreshes. One per distinct call of a step (cond / uncond). The
-// tensor returned by a replay is rewritten by the next one: use it before calling again.
-class FluxStepForward {
- public:
-  FluxStepForward(const models::FluxTransformer2DModel& model, bool cuda_graphs)
-      : model_(model), graphs_(cuda_graphs && model.device().type == DeviceType::CUDA) {}
-
-  Tensor operator()(const models::FluxForwardInputs& in) {
-    if (!graphs_ || calls_++ == 0) return model_.forward(in);
-#if MINDIESD_CUDA
-    const models::FluxDeviceInputs fresh = model_.prepare(in);
-    Tensor* const statics[] = {&static_.hidden_states, &static_.encoder_hidden_states,
-                               &static_.pooled_projections, &static_.timestep_proj,
-                               &static_.guidance_proj, &static_.rope_cos, &static_.rope_sin};
-    const Tensor* const values[] = {&fresh.hidden_states, &fresh.encoder_hidden_states,
-                                    &fresh.pooled_projections, &fresh.timestep_proj,
-                                    &fresh.guidance_proj, &fresh.rope_cos, &fresh.rope_sin};
-    for (size_t i = 0; i < std::size(statics); ++i) {
-      if (!values[i]->defined()) continue;
-      // Own copies: the latents given in may be held elsewhere (a step report).
-      if (!graph_) *statics[i] = values[i]->clone();
-      else statics[i]->copy_(*values[i]);
-    }
-    if (!graph_) {
-      graph_ = cuda::CudaGraph::capture(model_.device(), [&] { out_ = model_.forward(static_); });
-    }
-    graph_->replay();
-    return out_;
-#else
-    return model_.forward(in);
-#endif
-  }
-
- private:
-  const models::FluxTransformer2DModel& model_;
-  bool graphs_;
-  int64_t calls_ = 0;
-#if MINDIESD_CUDA
-  models::FluxDeviceInputs static_;
-  Tensor out_;
-  std::unique_ptr<cuda::CudaGraph> graph_;
-#endif
-};
 
 }  // namespace
 
@@ -385,8 +334,9 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   const Tensor uncond_pooled = true_cfg ? uncond.pooled.to(dev) : Tensor();
   t0 = std::chrono::steady_clock::now();
   StepReporter reporter(r.on_step, dev, r.num_inference_steps);
-  FluxStepForward cond_forward(*s.transformer, s.options.cuda_graphs);
-  FluxStepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
+  using StepForward = GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
+  StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
+  StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);

@@ -16,6 +16,7 @@
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/vae/autoencoder_kl_wan.h"
 #include "mindiesd/models/wan/wan_transformer.h"
+#include "mindiesd/pipelines/graphed_forward.h"
 #include "mindiesd/pipelines/image_processing.h"
 #include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/schedulers/unipc_multistep.h"
@@ -506,6 +507,9 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   t0 = std::chrono::steady_clock::now();
   const int64_t steps = s.scheduler.num_inference_steps();
   StepReporter reporter(r.on_step, dev, steps);
+  using StepForward = GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
+  StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
+  StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)
@@ -515,11 +519,11 @@ WanResult WanPipeline::generate(const WanRequest& r) {
     const Tensor t = s.scheduler.timestep(i, batch);
     cond_in.hidden_states = input;
     cond_in.timestep = t;
-    Tensor noise_pred = s.transformer->forward(cond_in);
+    Tensor noise_pred = cond_forward(cond_in);
     if (cfg) {
       uncond_in.hidden_states = input;
       uncond_in.timestep = t;
-      const Tensor noise_uncond = s.transformer->forward(uncond_in);
+      const Tensor noise_uncond = uncond_forward(uncond_in);
       // noise_uncond + scale * (noise_pred - noise_uncond), each op rounded to the model dtype.
       noise_pred = ops::add(noise_uncond, ops::affine(ops::sub(noise_pred, noise_uncond),
                                                       static_cast<float>(r.guidance_scale), 0.0f));

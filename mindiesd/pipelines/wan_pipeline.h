@@ -40,6 +40,7 @@ struct WanPipelineOptions {
   bool keep_text_encoder = false;   // keep UMT5 loaded between requests (a server)
   int64_t memory_budget_bytes = 0;  // activation memory a request may plan for; 0 = available
   Device device = Device::cpu();    // where the models run (as FluxPipelineOptions::device)
+  bool cuda_graphs = false;         // as FluxPipelineOptions::cuda_graphs
 };
 
 struct WanRequest {

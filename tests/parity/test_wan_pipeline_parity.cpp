@@ -275,6 +275,28 @@ TEST(WanPipelineParity, I2vRunMatchesDiffusersInF32) {
                golden().get("i2v.video"), 1e-4, 0.9999999, "i2v video (1, 3, 5, 32, 48)");
 }
 
+TEST(WanPipelineParity, CudaGraphStepsGiveTheEagerLoopsVideosAndLatents) {
+  // cuda_graphs: step 0 eager, step 1 captured, later steps replayed (cond and uncond graphs);
+  // the step reports keep their own latents although the graph reuses its input buffers.
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
+  if (find_backend(DeviceType::CUDA) == nullptr) GTEST_SKIP() << "no CUDA device";
+  for (const char* kind : {"t2v", "i2v"}) {
+    WanPipelineOptions o;
+    o.dtype = DType::bf16;
+    o.device = Device::cuda();
+    WanPipeline eager = WanPipeline::load(kDir + "/" + kind, o);
+    o.cuda_graphs = true;
+    WanPipeline graphs = WanPipeline::load(kDir + "/" + kind, o);
+    WanRequest r = std::string(kind) == "i2v" ? i2v_request() : t2v_request();
+    std::vector<std::vector<float>> eager_steps, graph_steps;
+    r.on_step = [&](const pipelines::StepInfo& s) { eager_steps.push_back(s.latents.to_vector()); };
+    const Tensor want = eager.generate(r).videos;
+    r.on_step = [&](const pipelines::StepInfo& s) { graph_steps.push_back(s.latents.to_vector()); };
+    EXPECT_EQ(graphs.generate(r).videos.to_vector(), want.to_vector()) << kind;
+    EXPECT_EQ(graph_steps, eager_steps) << kind;
+  }
+}
+
 TEST(WanPipelineParity, RunsOnCudaLikeDiffusers) {
   MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
   // --device cuda: the transformer, the scheduler's loop and the VAE (I2V: its encode too) on

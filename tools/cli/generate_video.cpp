@@ -40,6 +40,8 @@ constexpr const char* kVideoHelp =
     "  --max-sequence-length L  UMT5 tokens (default 512)\n"
     "  --dtype bf16|f32         transformer / text encoder dtype (default bf16; the VAE is f32)\n"
     "  --device cpu|cuda[:N]    where the models run (default cpu)\n"
+    "  --cuda-graphs            with --device cuda: each transformer call after the first is\n"
+    "                           one CUDA graph launch (same results, less launch overhead)\n"
     "  --out PATH               out.mp4 (H.264), out.gif, or a folder (no extension or a\n"
     "                           trailing /) of frame_0000.png ...; several videos: out-0.mp4, ...\n"
     "  --latents FILE           initial latents (a safetensors file with one tensor,\n"
@@ -120,6 +122,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         options.dtype = parse_dtype(value());
       else if (a == "--device")
         options.device = parse_device(value());
+      else if (a == "--cuda-graphs")
+        options.cuda_graphs = true;
       else {
         throw UsageError{"unknown option '" + a + "' for a video model"};
       }

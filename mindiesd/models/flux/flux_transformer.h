@@ -20,6 +20,7 @@
 // per-forward state is the activations of one block at a time plus the RoPE tables.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -54,6 +55,11 @@ struct FluxDeviceInputs {
   Tensor hidden_states, encoder_hidden_states, pooled_projections;
   Tensor timestep_proj, guidance_proj;  // (B, 256) sinusoids of 1000 t and 1000 g (or undefined)
   Tensor rope_cos, rope_sin;            // FluxPosEmbed of cat(txt_ids, img_ids)
+
+  std::array<Tensor*, 7> fields() {
+    return {&hidden_states, &encoder_hidden_states, &pooled_projections, &timestep_proj,
+            &guidance_proj, &rope_cos, &rope_sin};
+  }
 };
 
 // Per-block outputs of one forward, for tests and debugging.

@@ -346,12 +346,13 @@ WanTransformer3DModel WanTransformer3DModel::to(Device device) const {
 }
 
 Tensor WanTransformer3DModel::forward(const WanForwardInputs& in, WanTrace* trace) const {
+  return forward(prepare(in), trace);
+}
+
+WanDeviceInputs WanTransformer3DModel::prepare(const WanForwardInputs& in) const {
   const io::WanTransformer3DModelConfig& c = config_;
-  const Weights& w = *weights_;
-  const int64_t n = inner_dim();
   const auto patch = patch_of(c);
 
-  // ---- inputs ----
   auto float_input = [&](const Tensor& t, const char* name) {
     MINDIESD_CHECK(t.defined(), InvalidArgument, kWhat, ": ", name, " is missing");
     MINDIESD_CHECK(is_float(t.dtype()), InvalidArgument, kWhat, ": ", name,
@@ -410,13 +411,35 @@ Tensor WanTransformer3DModel::forward(const WanForwardInputs& in, WanTrace* trac
   // Timesteps stay on (or come to) the host: the sinusoidal embedding is built there.
   const Tensor timestep =
       batch_timesteps(in.timestep.defined() ? in.timestep.to(Device::cpu()) : in.timestep, batch);
+  WanDeviceInputs out;
+  out.hidden_states = hs;
+  out.encoder_hidden_states = ehs;
+  out.encoder_hidden_states_image = img;
+  // WanTimeTextImageEmbedding: Timesteps(freq_dim, flip_sin_to_cos=True, shift 0) in f32.
+  out.timestep_freq = layer::timestep_embedding(timestep, c.freq_dim, true, 0.0).to(device_);
+  const layer::RopeTables rope = rope_->rope_3d(ppf, pph, ppw, c.attention_head_dim, {}, device_);
+  out.rope_cos = rope.cos;
+  out.rope_sin = rope.sin;
+  return out;
+}
+
+Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, WanTrace* trace) const {
+  const io::WanTransformer3DModelConfig& c = config_;
+  const Weights& w = *weights_;
+  const int64_t n = inner_dim();
+  const auto patch = patch_of(c);
+  const Tensor& hs = in.hidden_states;
+  const Tensor& ehs = in.encoder_hidden_states;
+  const Tensor& img = in.encoder_hidden_states_image;
+  const int64_t batch = hs.size(0), frames = hs.size(2), height = hs.size(3), width = hs.size(4);
+  layer::RopeTables rope;
+  rope.cos = in.rope_cos;
+  rope.sin = in.rope_sin;
 
   // ---- embeddings ----
-  const layer::RopeTables rope = rope_->rope_3d(ppf, pph, ppw, c.attention_head_dim, {}, device_);
   Tensor hidden = layer::patch_embed(hs, w.patch_w, w.patch_b);
-  // WanTimeTextImageEmbedding: Timesteps(freq_dim, flip_sin_to_cos=True, shift 0) in f32 ->
-  // the f32 time_embedder -> .type_as(encoder_hidden_states).
-  const Tensor t_freq = layer::timestep_embedding(timestep, c.freq_dim, true, 0.0).to(device_);
+  // The f32 time_embedder on the sinusoids -> .type_as(encoder_hidden_states).
+  const Tensor& t_freq = in.timestep_freq;
   Tensor temb = layer::linear(t_freq, w.time_1.w, w.time_1.b, activation(UnaryKind::silu));
   temb = layer::linear(temb, w.time_2.w, w.time_2.b).to(dtype_);
   const Tensor timestep_proj =

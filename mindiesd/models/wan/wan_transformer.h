@@ -25,6 +25,7 @@
 // forward, apply their GELU after the rounding as PyTorch does).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -55,6 +56,21 @@ struct WanForwardInputs {
   Tensor encoder_hidden_states_image;
 };
 
+// What one forward reads once its host part is done (checks, the timestep sinusoids, the RoPE
+// tables), on the model's device: forward() of these queues device work only, so a CUDA graph
+// can capture it (kernel/cuda/cuda_graph.h) and replay it after new values were copied in.
+struct WanDeviceInputs {
+  Tensor hidden_states, encoder_hidden_states;  // in dtype()
+  Tensor encoder_hidden_states_image;           // I2V only
+  Tensor timestep_freq;                         // (B, freq_dim) f32 Timesteps(freq_dim) sinusoids
+  Tensor rope_cos, rope_sin;
+
+  std::array<Tensor*, 6> fields() {
+    return {&hidden_states, &encoder_hidden_states, &encoder_hidden_states_image, &timestep_freq,
+            &rope_cos, &rope_sin};
+  }
+};
+
 // Per-block outputs of one forward, for tests and debugging.
 struct WanTrace {
   Tensor timestep_proj;        // condition_embedder's timestep_proj (B, 6 * N) in dtype()
@@ -80,6 +96,10 @@ class WanTransformer3DModel {
   // dtype are cast to dtype() first. InvalidArgument for inputs whose shapes disagree with
   // each other or with the config.
   Tensor forward(const WanForwardInputs& in, WanTrace* trace = nullptr) const;
+  // The two halves of the above: the host part (argument checks, sinusoids, RoPE tables,
+  // uploads) and the device part.
+  WanDeviceInputs prepare(const WanForwardInputs& in) const;
+  Tensor forward(const WanDeviceInputs& in, WanTrace* trace = nullptr) const;
 
   int64_t num_params() const { return num_params_; }
 
