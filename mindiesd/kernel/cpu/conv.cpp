@@ -151,8 +151,8 @@ void conv_kernel(const OpCall& c) {
     const Tensor x = x_in.to(DType::f32).contiguous();
     const float* xs = x.data<float>();
     // Columns per chunk: the column buffer stays near 64 MB whatever the image size.
-    const int64_t chunk = std::clamp<int64_t>((int64_t{16} << 20) / std::max<int64_t>(rows, 1),
-                                              int64_t{256}, ovol);
+    const int64_t chunk =
+        std::min(ovol, std::max<int64_t>(256, (int64_t{16} << 20) / std::max<int64_t>(rows, 1)));
     std::vector<float> col(static_cast<size_t>(rows * chunk));
     for (int64_t n = 0; n < N; ++n)
       for (int64_t g = 0; g < G; ++g)
