@@ -6,6 +6,7 @@
 #include <limits>
 #include <optional>
 
+#include "mindiesd/compilation/graphed_forward.h"
 #include "mindiesd/core/allocator.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
@@ -15,7 +16,6 @@
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/vae/autoencoder_kl.h"
-#include "mindiesd/pipelines/graphed_forward.h"
 #include "mindiesd/pipelines/pipeline_util.h"
 #include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/text/clip_tokenizer.h"
@@ -334,7 +334,8 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   const Tensor uncond_pooled = true_cfg ? uncond.pooled.to(dev) : Tensor();
   t0 = std::chrono::steady_clock::now();
   StepReporter reporter(r.on_step, dev, r.num_inference_steps);
-  using StepForward = GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
+  using StepForward =
+      compilation::GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {

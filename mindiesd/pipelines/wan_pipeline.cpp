@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "mindiesd/compilation/graphed_forward.h"
 #include "mindiesd/core/allocator.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
@@ -16,7 +17,6 @@
 #include "mindiesd/models/encoders/t5_encoder_model.h"
 #include "mindiesd/models/vae/autoencoder_kl_wan.h"
 #include "mindiesd/models/wan/wan_transformer.h"
-#include "mindiesd/pipelines/graphed_forward.h"
 #include "mindiesd/pipelines/image_processing.h"
 #include "mindiesd/schedulers/flow_match_euler.h"
 #include "mindiesd/schedulers/unipc_multistep.h"
@@ -507,7 +507,8 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   t0 = std::chrono::steady_clock::now();
   const int64_t steps = s.scheduler.num_inference_steps();
   StepReporter reporter(r.on_step, dev, steps);
-  using StepForward = GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
+  using StepForward =
+      compilation::GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   for (int64_t i = 0; i < steps; ++i) {

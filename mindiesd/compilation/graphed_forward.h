@@ -1,4 +1,5 @@
-// The transformer calls of one denoising loop, eager or as CUDA graph replays.
+// The transformer calls of one denoising loop, eager or as CUDA graph replays: the first piece
+// of the compilation module (DESIGN.md: "replay (CUDA graphs); eager always still works").
 //
 // With cuda_graphs on a CUDA device the first call runs eagerly (it builds every cuBLASLt plan
 // and cuDNN graph the forward needs), the second is captured into a CUDA graph
@@ -21,7 +22,7 @@
 #include "mindiesd/kernel/cuda/cuda_graph.h"
 #endif
 
-namespace mindiesd::pipelines {
+namespace mindiesd::compilation {
 
 template <typename Model, typename DeviceInputs>
 class GraphedForward {
@@ -63,4 +64,4 @@ class GraphedForward {
 #endif
 };
 
-}  // namespace mindiesd::pipelines
+}  // namespace mindiesd::compilation
