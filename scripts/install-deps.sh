@@ -7,6 +7,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 PKGS=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev            # oneDNN: GEMM and convolution on CPU
+  ocl-icd-opencl-dev     # dnnl-config.cmake calls find_package(OpenCL REQUIRED); only a Recommends of libdnnl-dev
   nlohmann-json3-dev     # config.json / safetensors headers
   libpng-dev zlib1g-dev  # PNG in and out
   libsentencepiece-dev   # T5/UMT5 tokenizers (spiece.model)

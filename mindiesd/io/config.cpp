@@ -1,8 +1,11 @@
 #include "mindiesd/io/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
+#include <tuple>
+#include <type_traits>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/io/file_util.h"
@@ -126,7 +129,10 @@ T ConfigReader::convert(std::string_view key, const nlohmann::json& v) const {
     return static_cast<T>(i);
   } else if constexpr (std::is_same_v<T, double>) {
     if (!v.is_number()) fail(key, str_cat("expected number, got ", got_text(v)));
-    return v.get<double>();
+    const double d = v.get<double>();
+    // The JSON parser turns a literal past the double range (1e999) into infinity.
+    if (!std::isfinite(d)) fail(key, str_cat("number ", json_excerpt(v), " is out of range"));
+    return d;
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!v.is_string()) fail(key, str_cat("expected string, got ", got_text(v)));
     return v.get<std::string>();
@@ -215,20 +221,144 @@ void all_positive(const ConfigReader& r, std::string_view key, const std::vector
   }
 }
 
+// Each config's fields by their config.json names: read with the struct's default as the
+// fallback (std::optional members are nullable) and written back by the same table, so reading
+// and writing cannot drift apart. Fields whose reading resolves something (a null meaning another
+// field's value, a list meaning its first entry) are marked custom and read by hand.
+enum class Read { generic, custom };
+
+template <typename C, typename T>
+struct Field {
+  const char* name;
+  T C::*member;
+  Read read = Read::generic;
+};
+
+template <typename T>
+struct IsOptional : std::false_type {};
+template <typename T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+template <typename C, typename... T>
+void read_fields(ConfigReader& r, C& c, const std::tuple<Field<C, T>...>& fields) {
+  const auto one = [&](const auto& f) {
+    using M = std::remove_cvref_t<decltype(c.*f.member)>;
+    if (f.read == Read::custom) return;
+    if constexpr (IsOptional<M>::value) {
+      c.*f.member = r.nullable<typename M::value_type>(f.name, c.*f.member);
+    } else {
+      c.*f.member = r.optional<M>(f.name, c.*f.member);
+    }
+  };
+  std::apply([&](const auto&... f) { (one(f), ...); }, fields);
+}
+
+template <typename C, typename... T>
+nlohmann::json write_fields(const C& c, const std::tuple<Field<C, T>...>& fields) {
+  nlohmann::json j = nlohmann::json::object();
+  j["_class_name"] = C::kClassName;
+  const auto one = [&](const auto& f) {
+    const auto& v = c.*f.member;
+    using M = std::remove_cvref_t<decltype(v)>;
+    if constexpr (IsOptional<M>::value) {
+      j[f.name] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    } else {
+      j[f.name] = v;
+    }
+  };
+  std::apply([&](const auto&... f) { (one(f), ...); }, fields);
+  return j;
+}
+
+using AKL = AutoencoderKLConfig;
+constexpr auto kAutoencoderKLFields = std::tuple(
+    Field{"in_channels", &AKL::in_channels}, Field{"out_channels", &AKL::out_channels},
+    Field{"down_block_types", &AKL::down_block_types},
+    Field{"up_block_types", &AKL::up_block_types},
+    Field{"block_out_channels", &AKL::block_out_channels},
+    Field{"layers_per_block", &AKL::layers_per_block}, Field{"act_fn", &AKL::act_fn},
+    Field{"latent_channels", &AKL::latent_channels},
+    Field{"norm_num_groups", &AKL::norm_num_groups},
+    Field{"sample_size", &AKL::sample_size, Read::custom},
+    Field{"scaling_factor", &AKL::scaling_factor}, Field{"shift_factor", &AKL::shift_factor},
+    Field{"latents_mean", &AKL::latents_mean}, Field{"latents_std", &AKL::latents_std},
+    Field{"force_upcast", &AKL::force_upcast}, Field{"use_quant_conv", &AKL::use_quant_conv},
+    Field{"use_post_quant_conv", &AKL::use_post_quant_conv},
+    Field{"mid_block_add_attention", &AKL::mid_block_add_attention});
+
+using AKLW = AutoencoderKLWanConfig;
+constexpr auto kAutoencoderKLWanFields = std::tuple(
+    Field{"base_dim", &AKLW::base_dim},
+    Field{"decoder_base_dim", &AKLW::decoder_base_dim, Read::custom}, Field{"z_dim", &AKLW::z_dim},
+    Field{"dim_mult", &AKLW::dim_mult}, Field{"num_res_blocks", &AKLW::num_res_blocks},
+    Field{"attn_scales", &AKLW::attn_scales},
+    Field{"temperal_downsample", &AKLW::temperal_downsample}, Field{"dropout", &AKLW::dropout},
+    Field{"latents_mean", &AKLW::latents_mean}, Field{"latents_std", &AKLW::latents_std},
+    Field{"is_residual", &AKLW::is_residual}, Field{"in_channels", &AKLW::in_channels},
+    Field{"out_channels", &AKLW::out_channels}, Field{"patch_size", &AKLW::patch_size},
+    Field{"scale_factor_temporal", &AKLW::scale_factor_temporal, Read::custom},
+    Field{"scale_factor_spatial", &AKLW::scale_factor_spatial, Read::custom});
+
+using FT = FluxTransformer2DModelConfig;
+constexpr auto kFluxTransformerFields = std::tuple(
+    Field{"patch_size", &FT::patch_size}, Field{"in_channels", &FT::in_channels},
+    Field{"out_channels", &FT::out_channels, Read::custom}, Field{"num_layers", &FT::num_layers},
+    Field{"num_single_layers", &FT::num_single_layers},
+    Field{"attention_head_dim", &FT::attention_head_dim},
+    Field{"num_attention_heads", &FT::num_attention_heads},
+    Field{"joint_attention_dim", &FT::joint_attention_dim},
+    Field{"pooled_projection_dim", &FT::pooled_projection_dim},
+    Field{"guidance_embeds", &FT::guidance_embeds}, Field{"axes_dims_rope", &FT::axes_dims_rope});
+
+using WT = WanTransformer3DModelConfig;
+constexpr auto kWanTransformerFields = std::tuple(
+    Field{"patch_size", &WT::patch_size}, Field{"num_attention_heads", &WT::num_attention_heads},
+    Field{"attention_head_dim", &WT::attention_head_dim}, Field{"in_channels", &WT::in_channels},
+    Field{"out_channels", &WT::out_channels, Read::custom}, Field{"text_dim", &WT::text_dim},
+    Field{"freq_dim", &WT::freq_dim}, Field{"ffn_dim", &WT::ffn_dim},
+    Field{"num_layers", &WT::num_layers}, Field{"cross_attn_norm", &WT::cross_attn_norm},
+    Field{"qk_norm", &WT::qk_norm}, Field{"eps", &WT::eps}, Field{"image_dim", &WT::image_dim},
+    Field{"added_kv_proj_dim", &WT::added_kv_proj_dim},
+    Field{"rope_max_seq_len", &WT::rope_max_seq_len},
+    Field{"pos_embed_seq_len", &WT::pos_embed_seq_len});
+
+using FM = FlowMatchEulerDiscreteSchedulerConfig;
+constexpr auto kFlowMatchFields = std::tuple(
+    Field{"num_train_timesteps", &FM::num_train_timesteps}, Field{"shift", &FM::shift},
+    Field{"use_dynamic_shifting", &FM::use_dynamic_shifting}, Field{"base_shift", &FM::base_shift},
+    Field{"max_shift", &FM::max_shift}, Field{"base_image_seq_len", &FM::base_image_seq_len},
+    Field{"max_image_seq_len", &FM::max_image_seq_len}, Field{"invert_sigmas", &FM::invert_sigmas},
+    Field{"shift_terminal", &FM::shift_terminal},
+    Field{"use_karras_sigmas", &FM::use_karras_sigmas},
+    Field{"use_exponential_sigmas", &FM::use_exponential_sigmas},
+    Field{"use_beta_sigmas", &FM::use_beta_sigmas}, Field{"time_shift_type", &FM::time_shift_type},
+    Field{"stochastic_sampling", &FM::stochastic_sampling});
+
+using UP = UniPCMultistepSchedulerConfig;
+constexpr auto kUniPCFields = std::tuple(
+    Field{"num_train_timesteps", &UP::num_train_timesteps}, Field{"beta_start", &UP::beta_start},
+    Field{"beta_end", &UP::beta_end}, Field{"beta_schedule", &UP::beta_schedule},
+    Field{"solver_order", &UP::solver_order}, Field{"prediction_type", &UP::prediction_type},
+    Field{"thresholding", &UP::thresholding},
+    Field{"dynamic_thresholding_ratio", &UP::dynamic_thresholding_ratio},
+    Field{"sample_max_value", &UP::sample_max_value}, Field{"predict_x0", &UP::predict_x0},
+    Field{"solver_type", &UP::solver_type}, Field{"lower_order_final", &UP::lower_order_final},
+    Field{"disable_corrector", &UP::disable_corrector},
+    Field{"use_karras_sigmas", &UP::use_karras_sigmas},
+    Field{"use_exponential_sigmas", &UP::use_exponential_sigmas},
+    Field{"use_beta_sigmas", &UP::use_beta_sigmas}, Field{"use_flow_sigmas", &UP::use_flow_sigmas},
+    Field{"flow_shift", &UP::flow_shift}, Field{"timestep_spacing", &UP::timestep_spacing},
+    Field{"steps_offset", &UP::steps_offset}, Field{"final_sigmas_type", &UP::final_sigmas_type},
+    Field{"rescale_betas_zero_snr", &UP::rescale_betas_zero_snr},
+    Field{"use_dynamic_shifting", &UP::use_dynamic_shifting},
+    Field{"time_shift_type", &UP::time_shift_type}, Field{"shift_terminal", &UP::shift_terminal});
+
 }  // namespace
 
 AutoencoderKLConfig AutoencoderKLConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   AutoencoderKLConfig c;
-  c.in_channels = r.optional("in_channels", c.in_channels);
-  c.out_channels = r.optional("out_channels", c.out_channels);
-  c.down_block_types = r.optional("down_block_types", c.down_block_types);
-  c.up_block_types = r.optional("up_block_types", c.up_block_types);
-  c.block_out_channels = r.optional("block_out_channels", c.block_out_channels);
-  c.layers_per_block = r.optional("layers_per_block", c.layers_per_block);
-  c.act_fn = r.optional("act_fn", c.act_fn);
-  c.latent_channels = r.optional("latent_channels", c.latent_channels);
-  c.norm_num_groups = r.optional("norm_num_groups", c.norm_num_groups);
+  read_fields(r, c, kAutoencoderKLFields);
   r.mark_used("sample_size");
   if (r.has("sample_size") && r.json().at("sample_size").is_array()) {
     const auto hw = r.required<std::vector<int64_t>>("sample_size");
@@ -237,14 +367,6 @@ AutoencoderKLConfig AutoencoderKLConfig::read(ConfigReader& r) {
   } else {
     c.sample_size = r.optional("sample_size", c.sample_size);
   }
-  c.scaling_factor = r.optional("scaling_factor", c.scaling_factor);
-  c.shift_factor = r.nullable<double>("shift_factor", c.shift_factor);
-  c.latents_mean = r.nullable<std::vector<double>>("latents_mean", c.latents_mean);
-  c.latents_std = r.nullable<std::vector<double>>("latents_std", c.latents_std);
-  c.force_upcast = r.optional("force_upcast", c.force_upcast);
-  c.use_quant_conv = r.optional("use_quant_conv", c.use_quant_conv);
-  c.use_post_quant_conv = r.optional("use_post_quant_conv", c.use_post_quant_conv);
-  c.mid_block_add_attention = r.optional("mid_block_add_attention", c.mid_block_add_attention);
 
   positive(r, "in_channels", c.in_channels);
   positive(r, "out_channels", c.out_channels);
@@ -279,20 +401,8 @@ AutoencoderKLConfig AutoencoderKLConfig::read(ConfigReader& r) {
 AutoencoderKLWanConfig AutoencoderKLWanConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   AutoencoderKLWanConfig c;
-  c.base_dim = r.optional("base_dim", c.base_dim);
+  read_fields(r, c, kAutoencoderKLWanFields);
   c.decoder_base_dim = r.nullable<int64_t>("decoder_base_dim").value_or(c.base_dim);
-  c.z_dim = r.optional("z_dim", c.z_dim);
-  c.dim_mult = r.optional("dim_mult", c.dim_mult);
-  c.num_res_blocks = r.optional("num_res_blocks", c.num_res_blocks);
-  c.attn_scales = r.optional("attn_scales", c.attn_scales);
-  c.temperal_downsample = r.optional("temperal_downsample", c.temperal_downsample);
-  c.dropout = r.optional("dropout", c.dropout);
-  c.latents_mean = r.optional("latents_mean", c.latents_mean);
-  c.latents_std = r.optional("latents_std", c.latents_std);
-  c.is_residual = r.optional("is_residual", c.is_residual);
-  c.in_channels = r.optional("in_channels", c.in_channels);
-  c.out_channels = r.optional("out_channels", c.out_channels);
-  c.patch_size = r.nullable<int64_t>("patch_size", c.patch_size);
   c.scale_factor_temporal =
       r.nullable<int64_t>("scale_factor_temporal").value_or(c.scale_factor_temporal);
   c.scale_factor_spatial =
@@ -328,17 +438,8 @@ AutoencoderKLWanConfig AutoencoderKLWanConfig::read(ConfigReader& r) {
 FluxTransformer2DModelConfig FluxTransformer2DModelConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   FluxTransformer2DModelConfig c;
-  c.patch_size = r.optional("patch_size", c.patch_size);
-  c.in_channels = r.optional("in_channels", c.in_channels);
+  read_fields(r, c, kFluxTransformerFields);
   c.out_channels = r.nullable<int64_t>("out_channels").value_or(c.in_channels);
-  c.num_layers = r.optional("num_layers", c.num_layers);
-  c.num_single_layers = r.optional("num_single_layers", c.num_single_layers);
-  c.attention_head_dim = r.optional("attention_head_dim", c.attention_head_dim);
-  c.num_attention_heads = r.optional("num_attention_heads", c.num_attention_heads);
-  c.joint_attention_dim = r.optional("joint_attention_dim", c.joint_attention_dim);
-  c.pooled_projection_dim = r.optional("pooled_projection_dim", c.pooled_projection_dim);
-  c.guidance_embeds = r.optional("guidance_embeds", c.guidance_embeds);
-  c.axes_dims_rope = r.optional("axes_dims_rope", c.axes_dims_rope);
 
   positive(r, "patch_size", c.patch_size);
   positive(r, "in_channels", c.in_channels);
@@ -366,22 +467,8 @@ FluxTransformer2DModelConfig FluxTransformer2DModelConfig::read(ConfigReader& r)
 WanTransformer3DModelConfig WanTransformer3DModelConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   WanTransformer3DModelConfig c;
-  c.patch_size = r.optional("patch_size", c.patch_size);
-  c.num_attention_heads = r.optional("num_attention_heads", c.num_attention_heads);
-  c.attention_head_dim = r.optional("attention_head_dim", c.attention_head_dim);
-  c.in_channels = r.optional("in_channels", c.in_channels);
+  read_fields(r, c, kWanTransformerFields);
   c.out_channels = r.nullable<int64_t>("out_channels", c.out_channels).value_or(c.in_channels);
-  c.text_dim = r.optional("text_dim", c.text_dim);
-  c.freq_dim = r.optional("freq_dim", c.freq_dim);
-  c.ffn_dim = r.optional("ffn_dim", c.ffn_dim);
-  c.num_layers = r.optional("num_layers", c.num_layers);
-  c.cross_attn_norm = r.optional("cross_attn_norm", c.cross_attn_norm);
-  c.qk_norm = r.nullable<std::string>("qk_norm", c.qk_norm);
-  c.eps = r.optional("eps", c.eps);
-  c.image_dim = r.nullable<int64_t>("image_dim", c.image_dim);
-  c.added_kv_proj_dim = r.nullable<int64_t>("added_kv_proj_dim", c.added_kv_proj_dim);
-  c.rope_max_seq_len = r.optional("rope_max_seq_len", c.rope_max_seq_len);
-  c.pos_embed_seq_len = r.nullable<int64_t>("pos_embed_seq_len", c.pos_embed_seq_len);
 
   r.check(c.patch_size.size() == 3, "patch_size",
           str_cat("must be [t, h, w], got ", c.patch_size.size(), " entries"));
@@ -405,20 +492,7 @@ WanTransformer3DModelConfig WanTransformer3DModelConfig::read(ConfigReader& r) {
 FlowMatchEulerDiscreteSchedulerConfig FlowMatchEulerDiscreteSchedulerConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   FlowMatchEulerDiscreteSchedulerConfig c;
-  c.num_train_timesteps = r.optional("num_train_timesteps", c.num_train_timesteps);
-  c.shift = r.optional("shift", c.shift);
-  c.use_dynamic_shifting = r.optional("use_dynamic_shifting", c.use_dynamic_shifting);
-  c.base_shift = r.nullable<double>("base_shift", c.base_shift);
-  c.max_shift = r.nullable<double>("max_shift", c.max_shift);
-  c.base_image_seq_len = r.optional("base_image_seq_len", c.base_image_seq_len);
-  c.max_image_seq_len = r.optional("max_image_seq_len", c.max_image_seq_len);
-  c.invert_sigmas = r.optional("invert_sigmas", c.invert_sigmas);
-  c.shift_terminal = r.nullable<double>("shift_terminal", c.shift_terminal);
-  c.use_karras_sigmas = r.optional("use_karras_sigmas", c.use_karras_sigmas);
-  c.use_exponential_sigmas = r.optional("use_exponential_sigmas", c.use_exponential_sigmas);
-  c.use_beta_sigmas = r.optional("use_beta_sigmas", c.use_beta_sigmas);
-  c.time_shift_type = r.optional("time_shift_type", c.time_shift_type);
-  c.stochastic_sampling = r.optional("stochastic_sampling", c.stochastic_sampling);
+  read_fields(r, c, kFlowMatchFields);
 
   positive(r, "num_train_timesteps", c.num_train_timesteps);
   r.check(c.shift > 0.0, "shift", str_cat("must be positive, got ", c.shift));
@@ -443,35 +517,11 @@ FlowMatchEulerDiscreteSchedulerConfig FlowMatchEulerDiscreteSchedulerConfig::rea
 UniPCMultistepSchedulerConfig UniPCMultistepSchedulerConfig::read(ConfigReader& r) {
   r.expect_class(kClassName);
   UniPCMultistepSchedulerConfig c;
-  c.num_train_timesteps = r.optional("num_train_timesteps", c.num_train_timesteps);
-  c.beta_start = r.optional("beta_start", c.beta_start);
-  c.beta_end = r.optional("beta_end", c.beta_end);
-  c.beta_schedule = r.optional("beta_schedule", c.beta_schedule);
+  read_fields(r, c, kUniPCFields);
   c.has_trained_betas = r.has("trained_betas") && !r.json().at("trained_betas").is_null();
   r.mark_used("trained_betas");
-  c.solver_order = r.optional("solver_order", c.solver_order);
-  c.prediction_type = r.optional("prediction_type", c.prediction_type);
-  c.thresholding = r.optional("thresholding", c.thresholding);
-  c.dynamic_thresholding_ratio = r.optional("dynamic_thresholding_ratio", c.dynamic_thresholding_ratio);
-  c.sample_max_value = r.optional("sample_max_value", c.sample_max_value);
-  c.predict_x0 = r.optional("predict_x0", c.predict_x0);
-  c.solver_type = r.optional("solver_type", c.solver_type);
-  c.lower_order_final = r.optional("lower_order_final", c.lower_order_final);
-  c.disable_corrector = r.optional("disable_corrector", c.disable_corrector);
   c.has_solver_p = r.has("solver_p") && !r.json().at("solver_p").is_null();
   r.mark_used("solver_p");
-  c.use_karras_sigmas = r.optional("use_karras_sigmas", c.use_karras_sigmas);
-  c.use_exponential_sigmas = r.optional("use_exponential_sigmas", c.use_exponential_sigmas);
-  c.use_beta_sigmas = r.optional("use_beta_sigmas", c.use_beta_sigmas);
-  c.use_flow_sigmas = r.optional("use_flow_sigmas", c.use_flow_sigmas);
-  c.flow_shift = r.optional("flow_shift", c.flow_shift);
-  c.timestep_spacing = r.optional("timestep_spacing", c.timestep_spacing);
-  c.steps_offset = r.optional("steps_offset", c.steps_offset);
-  c.final_sigmas_type = r.optional("final_sigmas_type", c.final_sigmas_type);
-  c.rescale_betas_zero_snr = r.optional("rescale_betas_zero_snr", c.rescale_betas_zero_snr);
-  c.use_dynamic_shifting = r.optional("use_dynamic_shifting", c.use_dynamic_shifting);
-  c.time_shift_type = r.optional("time_shift_type", c.time_shift_type);
-  c.shift_terminal = r.nullable<double>("shift_terminal", c.shift_terminal);
   for (const char* unused : {"sigma_min", "sigma_max"}) r.mark_used(unused);  // unused by diffusers
 
   positive(r, "num_train_timesteps", c.num_train_timesteps);
@@ -499,8 +549,35 @@ UniPCMultistepSchedulerConfig UniPCMultistepSchedulerConfig::read(ConfigReader& 
   r.check(!c.shift_terminal || c.use_flow_sigmas, "shift_terminal",
           "is only supported when use_flow_sigmas is true");
   if (c.shift_terminal)
-    r.check(*c.shift_terminal < 1.0, "shift_terminal", str_cat("must be < 1, got ", *c.shift_terminal));
+    r.check(*c.shift_terminal < 1.0, "shift_terminal",
+            str_cat("must be < 1, got ", *c.shift_terminal));
   return c;
+}
+
+nlohmann::json AutoencoderKLConfig::to_json() const {
+  return write_fields(*this, kAutoencoderKLFields);
+}
+nlohmann::json AutoencoderKLWanConfig::to_json() const {
+  return write_fields(*this, kAutoencoderKLWanFields);
+}
+nlohmann::json FluxTransformer2DModelConfig::to_json() const {
+  return write_fields(*this, kFluxTransformerFields);
+}
+nlohmann::json WanTransformer3DModelConfig::to_json() const {
+  return write_fields(*this, kWanTransformerFields);
+}
+nlohmann::json FlowMatchEulerDiscreteSchedulerConfig::to_json() const {
+  return write_fields(*this, kFlowMatchFields);
+}
+nlohmann::json UniPCMultistepSchedulerConfig::to_json() const {
+  // Only whether trained_betas / solver_p were given is kept, not their values.
+  MINDIESD_CHECK(!has_trained_betas && !has_solver_p, Unsupported, kClassName,
+                 ": a config with trained_betas or solver_p cannot be written back (their values "
+                 "are not kept)");
+  nlohmann::json j = write_fields(*this, kUniPCFields);
+  j["trained_betas"] = nullptr;
+  j["solver_p"] = nullptr;
+  return j;
 }
 
 }  // namespace mindiesd::io

@@ -112,6 +112,10 @@ struct AutoencoderKLConfig {
   // Reads and validates (positive sizes, one block type per block_out_channels entry, channel
   // counts divisible by norm_num_groups, latents_mean/std of latent_channels entries).
   static AutoencoderKLConfig read(ConfigReader& reader);
+  // The config.json form of the values read (every field, resolved nulls as their values, with
+  // _class_name); reading it back gives an equal struct.
+  nlohmann::json to_json() const;
+  bool operator==(const AutoencoderKLConfig&) const = default;
 };
 
 // diffusers.AutoencoderKLWan (Wan 2.1 / 2.2 video VAE). Field names as diffusers spells them
@@ -143,6 +147,8 @@ struct AutoencoderKLWanConfig {
   // Validates positive sizes, one temperal_downsample entry per downsampling stage and
   // latents_mean / latents_std of z_dim entries (std non-zero).
   static AutoencoderKLWanConfig read(ConfigReader& reader);
+  nlohmann::json to_json() const;  // as AutoencoderKLConfig::to_json
+  bool operator==(const AutoencoderKLWanConfig&) const = default;
 };
 
 // diffusers.FluxTransformer2DModel.
@@ -165,6 +171,8 @@ struct FluxTransformer2DModelConfig {
 
   // Validates positive sizes and that the RoPE axes add up to attention_head_dim.
   static FluxTransformer2DModelConfig read(ConfigReader& reader);
+  nlohmann::json to_json() const;  // as AutoencoderKLConfig::to_json
+  bool operator==(const FluxTransformer2DModelConfig&) const = default;
 };
 
 // diffusers.WanTransformer3DModel (Wan 2.1 / 2.2).
@@ -189,6 +197,8 @@ struct WanTransformer3DModelConfig {
   std::optional<int64_t> pos_embed_seq_len;
 
   static WanTransformer3DModelConfig read(ConfigReader& reader);
+  nlohmann::json to_json() const;  // as AutoencoderKLConfig::to_json
+  bool operator==(const WanTransformer3DModelConfig&) const = default;
 };
 
 // ---- schedulers -------------------------------------------------------------------------
@@ -216,6 +226,8 @@ struct FlowMatchEulerDiscreteSchedulerConfig {
   // time_shift_type in {exponential, linear}; plus a positive num_train_timesteps and shift,
   // and base/max_shift present when use_dynamic_shifting is on.
   static FlowMatchEulerDiscreteSchedulerConfig read(ConfigReader& reader);
+  nlohmann::json to_json() const;  // as AutoencoderKLConfig::to_json
+  bool operator==(const FlowMatchEulerDiscreteSchedulerConfig&) const = default;
 };
 
 // diffusers UniPCMultistepScheduler's config.json (Wan2.1's scheduler). Every field diffusers
@@ -256,6 +268,10 @@ struct UniPCMultistepSchedulerConfig {
   // solver_type, final_sigmas_type, timestep_spacing, prediction_type; shift_terminal only with
   // flow sigmas) plus positive num_train_timesteps and flow_shift and 1 <= solver_order <= 3.
   static UniPCMultistepSchedulerConfig read(ConfigReader& reader);
+  // As AutoencoderKLConfig::to_json; Unsupported when trained_betas or solver_p were given (only
+  // their presence is kept).
+  nlohmann::json to_json() const;
+  bool operator==(const UniPCMultistepSchedulerConfig&) const = default;
 };
 
 }  // namespace mindiesd::io

@@ -397,22 +397,35 @@ SafetensorsHeader parse_safetensors_header(std::span<const uint8_t> file, std::s
     h.tensors.push_back(std::move(t));
   }
 
-  // Overlap check over the ranges sorted by start; empty ranges overlap nothing.
+  // The byte ranges must tile the data section exactly, as the reference implementation
+  // (safetensors' Metadata::validate) demands: sorted by offsets, each tensor starts where the
+  // previous one ended (an empty tensor sits at that point) and the last ends at the end of the
+  // file. A hole or trailing bytes mean a writer bug or a spliced file; both are refused.
   std::vector<const TensorInfo*> by_offset;
   by_offset.reserve(h.tensors.size());
-  for (const TensorInfo& t : h.tensors) {
-    if (t.end > t.begin) by_offset.push_back(&t);
-  }
+  for (const TensorInfo& t : h.tensors) by_offset.push_back(&t);
   std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->name < b->name;
+    if (a->begin != b->begin) return a->begin < b->begin;
+    return a->end != b->end ? a->end < b->end : a->name < b->name;
   });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    const TensorInfo& prev = *by_offset[i - 1];
-    const TensorInfo& cur = *by_offset[i];
-    MINDIESD_CHECK(cur.begin >= prev.end, Corrupt, source, ": tensors '", prev.name, "' [",
-                   prev.begin, ", ", prev.end, ") and '", cur.name, "' [", cur.begin, ", ", cur.end,
-                   ") overlap");
+  int64_t pos = 0;
+  const TensorInfo* prev = nullptr;
+  for (const TensorInfo* cur : by_offset) {
+    MINDIESD_CHECK(cur->begin <= pos, Corrupt, source, ": bytes [", pos, ", ", cur->begin,
+                   ") of the data section belong to no tensor (a hole ",
+                   prev ? str_cat("between tensor '", prev->name, "' and") : std::string("before"),
+                   " tensor '", cur->name, "')");
+    MINDIESD_CHECK(cur->begin == pos, Corrupt, source, ": tensors '", prev->name, "' [",
+                   prev->begin, ", ", prev->end, ") and '", cur->name, "' [", cur->begin, ", ",
+                   cur->end, ") overlap");
+    pos = cur->end;
+    prev = cur;
   }
+  MINDIESD_CHECK(static_cast<uint64_t>(pos) == h.data_bytes, Corrupt, source, ": bytes [", pos,
+                 ", ", h.data_bytes, ") of the data section belong to no tensor (",
+                 prev ? str_cat("after the last tensor '", prev->name, "'")
+                      : std::string("the header lists no tensors"),
+                 ")");
 
   std::sort(h.tensors.begin(), h.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });

@@ -249,6 +249,15 @@ Tensor UniPCMultistepScheduler::step(const Tensor& model_output, const Tensor& s
   this_order_ = std::min(order, lower_order_nums_ + 1);
   last_sample_ = x;
 
+  if (sigma(i + 1) == sigma(i)) {
+    // A zero-length step (final_sigmas_type "sigma_min" repeats the last sigma) is the identity.
+    // diffusers computes it through h = 0: exact for a first-order update, but a higher order
+    // divides by h and returns NaN (lower_order_final false); here it is x for every order.
+    if (lower_order_nums_ < c.solver_order) ++lower_order_nums_;
+    ++step_index_;
+    return x.clone();
+  }
+
   // UniP: the multistep prediction of the next sample from the x0 history.
   std::vector<float> older;
   std::vector<Tensor> d1;

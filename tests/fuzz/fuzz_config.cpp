@@ -1,12 +1,17 @@
 // Fuzzes config.json parsing: bytes -> ConfigReader -> each typed config.
 //
 // Every input must either parse or fail with a mindiesd::Error (malformed JSON, a duplicate key,
-// a wrong type, an inconsistent value); any other outcome is a bug. Each typed read gets its own
-// reader so that one class's _class_name check does not hide the others' field handling.
+// a wrong type, an inconsistent value); any other outcome is a bug. A config that parses must
+// survive its own serialisation: to_json(), dumped to text and read again, gives an equal struct
+// (the fuzzer aborts naming the class otherwise). Each typed read gets its own reader so that one
+// class's _class_name check does not hide the others' field handling.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -21,11 +26,28 @@ void read_as(const nlohmann::json& json, bool strip_class) {
   nlohmann::json j = json;
   // Without the class name every typed reader gets to look at every field.
   if (strip_class) j.erase("_class_name");
+  Config c;
   try {
     ConfigReader r(std::move(j), "fuzz");
-    Config::read(r);
+    c = Config::read(r);
     (void)r.unknown_keys();
   } catch (const mindiesd::Error&) {
+    return;
+  }
+  std::string text;
+  try {
+    text = c.to_json().dump();
+  } catch (const mindiesd::Error& e) {
+    if (e.kind() == mindiesd::ErrorKind::Unsupported) return;  // values the struct does not keep
+    throw;
+  }
+  // Errors here are bugs too: what was accepted once must be accepted again.
+  ConfigReader again = ConfigReader::from_string(text, "fuzz (re-read)");
+  const Config back = Config::read(again);
+  if (!(back == c) || !again.unknown_keys().empty()) {
+    std::fprintf(stderr, "%s does not survive a round trip through %s\n", Config::kClassName,
+                 text.c_str());
+    std::abort();
   }
 }
 
@@ -49,6 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     read_as<FluxTransformer2DModelConfig>(json, strip);
     read_as<WanTransformer3DModelConfig>(json, strip);
     read_as<FlowMatchEulerDiscreteSchedulerConfig>(json, strip);
+    read_as<AutoencoderKLWanConfig>(json, strip);
+    read_as<UniPCMultistepSchedulerConfig>(json, strip);
   }
   return 0;
 }

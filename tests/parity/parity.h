@@ -7,11 +7,10 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "compare.h"
 #include "mindiesd/core/tensor.h"
 
 namespace mindiesd::test {
@@ -20,45 +19,16 @@ inline void expect_parity(const Tensor& got, const Tensor& want, const std::stri
                           DType dt) {
   ASSERT_EQ(got.shape(), want.shape()) << name;
   EXPECT_EQ(got.dtype(), dt) << name;
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  double worst = 0, worst_ulps = 0, gw = 0, gg = 0, ww = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    const double d = std::fabs(g[i] - w[i]);
-    worst = std::max(worst, d);
-    worst_ulps =
-        std::max(worst_ulps, d / (std::ldexp(1.0, -7) * std::max(1.0, std::fabs(double(w[i])))));
-    gw += double(g[i]) * w[i];
-    gg += double(g[i]) * g[i];
-    ww += double(w[i]) * w[i];
-  }
-  const double cosine = gw / std::sqrt(gg * ww);
-  std::printf("  %-34s max |diff| %.3g (%.2f bf16 ulps), cosine %.8f\n", name.c_str(), worst,
-              worst_ulps, cosine);
+  const Diff d = diff(got, want);
+  std::printf("  %-34s max |diff| %.3g (%.2f bf16 ulps), cosine %.8f\n", name.c_str(), d.max_abs,
+              d.max_ulps, d.cosine);
+  EXPECT_EQ(d.nonfinite, 0) << name << ": first non-finite value at flat index "
+                            << d.first_nonfinite;
   if (dt == DType::f32)
-    EXPECT_LE(worst, 2e-5) << name;
+    EXPECT_LE(d.max_abs, 2e-5) << name;
   else
-    EXPECT_LE(worst_ulps, 4.0) << name;
-  EXPECT_GE(cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
-}
-
-// Max |diff| and cosine similarity of two tensors of the same shape (any dtypes).
-struct Diff {
-  double max_abs = 0;
-  double cosine = 1;
-};
-
-inline Diff compare_tensors(const Tensor& got, const Tensor& want) {
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  Diff d;
-  double gw = 0, gg = 0, ww = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    d.max_abs = std::max(d.max_abs, std::fabs(double(g[i]) - w[i]));
-    gw += double(g[i]) * w[i];
-    gg += double(g[i]) * g[i];
-    ww += double(w[i]) * w[i];
-  }
-  d.cosine = gg * ww > 0 ? gw / std::sqrt(gg * ww) : (gg == ww ? 1.0 : 0.0);
-  return d;
+    EXPECT_LE(d.max_ulps, 4.0) << name;
+  EXPECT_GE(d.cosine, dt == DType::f32 ? 0.9999999 : 0.9999) << name;
 }
 
 // Model-level parity with bounds stated by the test: max |diff| and cosine similarity, both
@@ -66,8 +36,10 @@ inline Diff compare_tensors(const Tensor& got, const Tensor& want) {
 inline void expect_close(const Tensor& got, const Tensor& want, double max_abs, double min_cos,
                          const std::string& name) {
   ASSERT_EQ(got.shape(), want.shape()) << name;
-  const Diff d = compare_tensors(got, want);
+  const Diff d = diff(got, want);
   std::printf("  %-40s max |diff| %.3g, cosine %.9f\n", name.c_str(), d.max_abs, d.cosine);
+  EXPECT_EQ(d.nonfinite, 0) << name << ": first non-finite value at flat index "
+                            << d.first_nonfinite;
   EXPECT_LE(d.max_abs, max_abs) << name << " (cosine " << d.cosine << ")";
   EXPECT_GE(d.cosine, min_cos) << name << " (max |diff| " << d.max_abs << ")";
 }

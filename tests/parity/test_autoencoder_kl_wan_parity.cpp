@@ -98,8 +98,8 @@ TEST(AutoencoderKlWanParity, Bf16IsAsCloseToF32AsDiffusersBf16) {
   // the rounding noise is large (diffusers' own bf16 decode is 0.25 off its f32 decode here).
   // The bar: about as far from the f32 result as diffusers' bf16 is (measured: cosine distance
   // 0.00247 vs 0.00239, max 0.49 vs 0.25 on one clamped-edge pixel).
-  const test::Diff ref = test::compare_tensors(golden.get("bf16.video"), golden.get("dec.video"));
-  const test::Diff ours = test::compare_tensors(video, golden.get("dec.video"));
+  const test::Diff ref = test::diff(golden.get("bf16.video"), golden.get("dec.video"));
+  const test::Diff ours = test::diff(video, golden.get("dec.video"));
   std::printf("  bf16 decode vs f32: diffusers max %.3g cos %.6f, mindiesd max %.3g cos %.6f\n",
               ref.max_abs, ref.cosine, ours.max_abs, ours.cosine);
   EXPECT_LE(ours.max_abs, 2.5 * ref.max_abs);

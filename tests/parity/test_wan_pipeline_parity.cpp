@@ -120,8 +120,8 @@ TEST(WanPipelineParity, T2vRunWithBf16TransformerStaysClose) {
     expect_close(steps[i], golden().get(str_cat("t2v_bf16.latents.", i)), 0.02 * (i + 1), 0.9999,
                  str_cat("bf16 latents after step ", i));
     const test::Diff ours =
-        test::compare_tensors(steps[i], golden().get(str_cat("t2v.latents.", i)));
-    const test::Diff ref = test::compare_tensors(golden().get(str_cat("t2v_bf16.latents.", i)),
+        test::diff(steps[i], golden().get(str_cat("t2v.latents.", i)));
+    const test::Diff ref = test::diff(golden().get(str_cat("t2v_bf16.latents.", i)),
                                                  golden().get(str_cat("t2v.latents.", i)));
     std::printf("    vs f32 after step %zu: mindiesd bf16 %.3g, diffusers bf16 %.3g\n", i,
                 ours.max_abs, ref.max_abs);
@@ -333,9 +333,9 @@ TEST(WanPipelineParity, RunsOnCudaLikeDiffusers) {
   Tensor last;
   r.on_step = [&](const pipelines::StepInfo& s) { last = s.latents; };
   pipe.generate(r);
-  const test::Diff ours = test::compare_tensors(last, golden().get("t2v.latents.3"));
+  const test::Diff ours = test::diff(last, golden().get("t2v.latents.3"));
   const test::Diff ref =
-      test::compare_tensors(golden().get("t2v_bf16.latents.3"), golden().get("t2v.latents.3"));
+      test::diff(golden().get("t2v_bf16.latents.3"), golden().get("t2v.latents.3"));
   EXPECT_LE(ours.max_abs, 2.0 * ref.max_abs) << "bf16 on cuda vs the f32 golden";
 }
 

@@ -243,15 +243,6 @@ TEST(IoSafetensors, UnknownEntryFieldsAreIgnored) {
   EXPECT_EQ(f->info("w").numel, 2);
 }
 
-TEST(IoSafetensors, GapsBetweenTensorsAreAllowed) {
-  const std::string img = image(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
-                                R"("b":{"dtype":"U8","shape":[2],"data_offsets":[6,8]}})",
-                                "ab....cd");
-  const auto f = SafetensorsFile::from_buffer(
-      {reinterpret_cast<const uint8_t*>(img.data()), img.size()}, nullptr, "mem");
-  EXPECT_EQ(std::string(static_cast<const char*>(f->get("b").data_ptr()), 2), "cd");
-}
-
 TEST(IoSafetensors, UnsupportedDTypeOpensButGetFails) {
   TempDir dir("io_st");
   const fs::path p = dir / "f64.safetensors";
@@ -493,6 +484,47 @@ TEST(IoSafetensorsBad, OverlappingRanges) {
                           R"("b":{"dtype":"U8","shape":[8],"data_offsets":[4,12]}})",
                           std::string(12, 'x')),
                     ErrorKind::Corrupt, {"'a'", "'b'", "overlap"});
+}
+
+TEST(IoSafetensorsBad, HoleBetweenTensors) {
+  // As safetensors' own validation: the ranges tile the data section, no gaps.
+  expect_open_error(image(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                          R"("b":{"dtype":"U8","shape":[4],"data_offsets":[6,10]}})",
+                          std::string(10, 'x')),
+                    ErrorKind::Corrupt,
+                    {"bytes [4, 6)", "belong to no tensor", "between tensor 'a' and tensor 'b'"});
+  expect_open_error(image(R"({"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})",
+                          std::string(6, 'x')),
+                    ErrorKind::Corrupt, {"bytes [0, 2)", "before tensor 'b'"});
+}
+
+TEST(IoSafetensorsBad, BytesAfterTheLastTensor) {
+  expect_open_error(image(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
+                          R"("b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})",
+                          std::string(9, 'x')),
+                    ErrorKind::Corrupt, {"bytes [8, 9)", "after the last tensor 'b'"});
+  expect_open_error(image(R"({"__metadata__":{"format":"pt"}})", "junk"), ErrorKind::Corrupt,
+                    {"bytes [0, 4)", "lists no tensors"});
+}
+
+TEST(IoSafetensorsBad, EmptyTensorInsideAnotherTensorsRange) {
+  // An empty tensor sits where the previous range ends (as safetensors writes it), not inside it.
+  expect_open_error(image(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]},)"
+                          R"("e":{"dtype":"U8","shape":[0],"data_offsets":[3,3]}})",
+                          std::string(8, 'x')),
+                    ErrorKind::Corrupt, {"'a'", "'e'", "overlap"});
+}
+
+TEST(IoSafetensors, EmptyTensorsBetweenRangesAreValid) {
+  TempDir dir("io_st");
+  const fs::path p = dir / "e.safetensors";
+  write_file(p, image(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                      R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[2,2]},)"
+                      R"("b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}})",
+                      "xyz"));
+  const auto f = SafetensorsFile::open(p);
+  EXPECT_EQ(f->info("e").numel, 0);
+  EXPECT_EQ(f->get("b").to_vector(), std::vector<float>{float('z')});
 }
 
 TEST(IoSafetensorsBad, MetadataNotAnObject) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "harness.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/layer/conv.h"
@@ -289,14 +290,6 @@ std::vector<Case> conv_cases() {
 MINDIESD_HARNESS_SUITE(ConvBlocks, ConvLayerHarness, conv_cases);
 
 // ---- chunked causal decoding ----
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, double(std::fabs(x[i] - y[i])));
-  return m;
-}
 
 // Two causal convs with a SiLU between them (a slice of the Wan decoder), run over the video
 // whole and over temporal chunks, each conv keeping its own feature cache.

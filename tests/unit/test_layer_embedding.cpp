@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 
+#include "compare.h"
 #include "harness.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
@@ -31,18 +32,9 @@ void expect_error(F&& f, ErrorKind kind, const std::string& fragment) {
   }
 }
 
-double max_diff(const Tensor& got, const Tensor& want) {
-  EXPECT_EQ(got.shape(), want.shape());
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < std::min(g.size(), w.size()); ++i)
-    m = std::max(m, static_cast<double>(std::fabs(g[i] - w[i])));
-  return m;
-}
-
 // Checks max |got - want| <= bound and prints the measured value (the note quotes these).
 void expect_within(const std::string& what, const Tensor& got, const Tensor& want, double bound) {
-  const double d = max_diff(got, want);
+  const double d = test::max_abs_diff(got, want);
   std::printf("  %-40s max |diff| %.3g (bound %.3g)\n", what.c_str(), d, bound);
   EXPECT_LE(d, bound) << what;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <tuple>
 
+#include "compare.h"
 #include "harness.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/safetensors.h"
@@ -405,29 +406,9 @@ MINDIESD_HARNESS_SUITE(Norms, NormHarness, norm_cases);
 
 const std::string kGolden = MINDIESD_SOURCE_DIR "/tests/data/golden/layer/norm.safetensors";
 
-struct Diff {
-  double max_abs = 0;
-  // bf16 outputs: the largest |got - want| in bf16 ulps of max(|want|, 1), i.e. relative
-  // to the value, but absolute below 1, where results of cancelling terms (norm * (1 + scale)
-  // + shift near 0) carry the rounding error of their terms, not of themselves.
-  double ulps = 0;
-};
-
-Diff diff(const Tensor& got, const Tensor& want) {
-  EXPECT_EQ(got.shape(), want.shape());
-  EXPECT_EQ(got.dtype(), want.dtype());
-  const std::vector<float> g = got.to(DType::f32).contiguous().to_vector();
-  const std::vector<float> w = want.to(DType::f32).contiguous().to_vector();
-  Diff d;
-  for (size_t i = 0; i < std::min(g.size(), w.size()); ++i) {
-    const double e = std::fabs(static_cast<double>(g[i]) - w[i]);
-    d.max_abs = std::max(d.max_abs, e);
-    const double ulp = std::ldexp(1.0, std::ilogb(std::max(1.0, std::fabs(double(w[i])))) - 7);
-    d.ulps = std::max(d.ulps, e / ulp);
-  }
-  return d;
-}
-
+// bf16 outputs are bounded in bf16 ulps of max(|want|, 1) (Diff::max_ulps): relative to the
+// value, but absolute below 1, where results of cancelling terms (norm * (1 + scale) + shift
+// near 0) carry the rounding error of their terms, not of themselves.
 class NormParity : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { store_ = new io::WeightStore(io::WeightStore::open(kGolden)); }
@@ -443,12 +424,13 @@ class NormParity : public ::testing::Test {
   // Checks the bounds and prints what was measured (the numbers quoted in the report).
   static void check(const std::string& what, const Tensor& got, const Tensor& w, double f32_abs,
                     double bf16_ulps) {
-    const Diff d = diff(got, w);
+    EXPECT_EQ(got.dtype(), w.dtype()) << what;
+    const test::Diff d = test::diff(got, w);
     std::printf("  parity %-22s %-5s max_abs %.3g", what.c_str(), dtype_name(w.dtype()), d.max_abs);
-    if (w.dtype() == DType::bf16) std::printf(" (%.2f bf16 ulps)", d.ulps);
+    if (w.dtype() == DType::bf16) std::printf(" (%.2f bf16 ulps)", d.max_ulps);
     std::printf("\n");
     if (w.dtype() == DType::bf16) {
-      EXPECT_LE(d.ulps, bf16_ulps) << what;
+      EXPECT_LE(d.max_ulps, bf16_ulps) << what;
     } else {
       EXPECT_LE(d.max_abs, f32_abs) << what;
     }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "compare.h"
 #include "harness.h"
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op.h"
@@ -310,15 +311,6 @@ TEST(Rope, ArgumentErrors) {
 
 // ---- tables ----
 
-double max_abs_diff(const Tensor& got, const Array& want) {
-  const Array g = ref::from_tensor(got);
-  EXPECT_EQ(g.shape, want.shape);
-  double m = 0;
-  for (int64_t i = 0; i < std::min(g.numel(), want.numel()); ++i)
-    m = std::max(m, std::fabs(g.v[i] - want.v[i]));
-  return m;
-}
-
 TEST(RopeTables, OneDimensionalF64IsTheExactTableRoundedToF32) {
   std::vector<double> pos;
   for (int i = 0; i < 300; ++i) pos.push_back(i * 13.0);
@@ -462,19 +454,10 @@ class RopeParity : public ::testing::Test {
         io::SafetensorsFile::open(MINDIESD_SOURCE_DIR "/tests/data/golden/layer/rope.safetensors");
   }
   static Tensor get(const std::string& name) { return file_->get(name); }
-  // Max |got - want| over all elements (shapes must agree).
-  static double max_diff(const Tensor& got, const Tensor& want) {
-    EXPECT_EQ(got.shape(), want.shape());
-    const std::vector<float> g = got.to_vector(), w = want.to_vector();
-    double m = 0;
-    for (size_t i = 0; i < std::min(g.size(), w.size()); ++i)
-      m = std::max(m, static_cast<double>(std::fabs(g[i] - w[i])));
-    return m;
-  }
   // Checks max |got - want| <= bound and prints the measured value (the note quotes these).
   static void expect_within(const std::string& what, const Tensor& got, const Tensor& want,
                             double bound) {
-    const double d = max_diff(got, want);
+    const double d = test::max_abs_diff(got, want);
     std::printf("  %-34s max |diff| %.3g (bound %.3g)\n", what.c_str(), d, bound);
     EXPECT_LE(d, bound) << what;
   }
