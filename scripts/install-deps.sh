@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package that mindiesd's build, tests and fuzzers need.
-# Run as root (or with sudo). Idempotent.
+# Run as root (or with sudo). Idempotent. `--list` prints the packages and installs nothing
+# (scripts/check-deps.py checks the build against that list).
 set -euo pipefail
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 PKGS=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev            # oneDNN: GEMM and convolution on CPU
@@ -18,6 +17,12 @@ PKGS=(
   clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
   python3 python3-pip    # pip download: cudnn-frontend's headers (scripts/fetch-cudnn-frontend.sh)
 )
+if [ "${1:-}" = --list ]; then
+  printf '%s\n' "${PKGS[@]}"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,9 @@
 # the same suite under ASan + UBSan, a compile-and-link of the CUDA backend (sm_80, sm_89,
 # sm_90a; its tests run too when a GPU is visible), the same with the CUDA toolkit alone
 # (cuda-bare: no oneDNN, libpng, FFmpeg, ICU or sentencepiece; the suite on mindiesd's own CPU
-# GEMM and convolution), and the bounded libFuzzer runs.
+# GEMM and convolution), and the bounded libFuzzer runs. After the builds, scripts/check-deps.py
+# checks that every file they used from outside the repository comes with install-deps.sh on a
+# fresh Debian machine (and, as its own test, that it notices a package missing from that list).
 #   scripts/test.sh            everything (what CI runs)
 #   FAST=1 scripts/test.sh     CPU suite only
 #   FUZZ_SECONDS=N             seconds per fuzz target (default 60)
@@ -18,6 +20,19 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "cpu build"
 cmake --preset cpu >/dev/null
 cmake --build --preset cpu -j "$JOBS"
+step "dependencies of the cpu build"
+check_deps() {
+  python3 scripts/check-deps.py "$@"
+  # The check must catch the package whose absence once broke a fresh machine's configure.
+  if python3 scripts/check-deps.py --drop ocl-icd-opencl-dev build/cpu 2>&1 |
+    grep -q 'MISSING ocl-icd-opencl-dev'; then
+    echo "check-deps: self-test passed (a package left off install-deps.sh is named)"
+  else
+    echo "check-deps: self-test FAILED: dropping ocl-icd-opencl-dev went unnoticed" >&2
+    return 1
+  fi
+}
+check_deps build/cpu
 step "cpu tests"
 ctest --preset cpu -j "$JOBS"
 
@@ -49,3 +64,10 @@ if [ -x scripts/fuzz.sh ]; then
   step "fuzzing"
   bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
+
+step "dependencies of every build"
+built=()
+for d in build/cpu build/cuda build/cuda-bare build/asan build/fuzz; do
+  [ -f "$d/build.ninja" ] && built+=("$d")
+done
+check_deps "${built[@]}"
