@@ -100,9 +100,12 @@ TEST(AutoencoderKlWanParity, Bf16IsAsCloseToF32AsDiffusersBf16) {
   // 0.00247 vs 0.00239, max 0.49 vs 0.25 on one clamped-edge pixel).
   const test::Diff ref = test::diff(golden.get("bf16.video"), golden.get("dec.video"));
   const test::Diff ours = test::diff(video, golden.get("dec.video"));
-  std::printf("  bf16 decode vs f32: diffusers max %.3g cos %.6f, mindiesd max %.3g cos %.6f\n",
-              ref.max_abs, ref.cosine, ours.max_abs, ours.cosine);
-  EXPECT_LE(ours.max_abs, 2.5 * ref.max_abs);
+  std::printf("  bf16 decode vs f32: diffusers cos %.6f, mindiesd cos %.6f\n", ref.cosine,
+              ours.cosine);
+  // 2.5 gaps, not 2: the worst element is that one pixel (1.93 gaps here), and other builds' GEMMs
+  // (cuda-bare's own, ASan's -O2) round it differently.
+  test::expect_bf16_like_diffusers(video, golden.get("bf16.video"), golden.get("dec.video"),
+                                   "wan vae bf16 decode", 2.5);
   EXPECT_LE(1.0 - ours.cosine, 1.5 * (1.0 - ref.cosine));
   const Tensor mean = vae.encode(golden.get("enc.video").to(DType::bf16)).first;
   expect_close(mean, golden.get("bf16.mean"), 0.01, 0.9999, "wan vae encode bf16");

@@ -15,13 +15,16 @@ which git ignores; rerunning continues where the last run stopped):
                 rectified flow (logit-normal sigmas, velocity target), 10% empty captions so
                 true classifier-free guidance works at inference
   6. export     FluxPipeline.save_pretrained in bf16 -> --out (default
-                models/tiny-flux-shapes), tokenizer files as FLUX.1-dev ships them, plus
-                loss curves (loss.png, loss.json)
+                models/tiny-flux-shapes), tokenizer files as FLUX.1-dev ships them, loss
+                curves (loss.png, loss.json) and training.json: which scenes it was trained
+                on (generator, seed, count, caption hash), so that benchmark/adherence.py
+                can tell prompts seen in training from held-out ones
 Everything is seeded; torch runs with --threads threads. Usage:
   python tools/train/train_tiny_flux.py [--vae-steps 3000] [--flux-steps 20000] [--minutes M]
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -41,6 +44,7 @@ import shapes  # noqa: E402
 import tokenizer_assets  # noqa: E402
 
 SIZE = 64
+DATA_SEED = 0  # the training scenes are shapes.scene(i, DATA_SEED) for i in range(count)
 MAX_SEQ = 48  # T5 tokens: the longest three-object caption fits
 
 VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64, 64),
@@ -74,7 +78,7 @@ def stage_data(work, count):
     images = np.zeros((count, SIZE, SIZE, 3), dtype=np.uint8)
     captions = []
     for i in range(count):
-        s = shapes.scene(i, seed=0)
+        s = shapes.scene(i, seed=DATA_SEED)
         images[i] = shapes.render(s, SIZE)
         captions.append(shapes.caption(s))
     np.savez(path, images=images)
@@ -297,7 +301,17 @@ def write_generation_defaults(out):
               open(os.path.join(out, "mindiesd_defaults.json"), "w"), indent=2)
 
 
-def export(out, work, vae, shift, scale, model, clip, t5, losses):
+def write_training_record(out, captions):
+    """The training data, recorded with the model. The count is that of the captions really used
+    (stage_data reuses the cached data whatever --count says); benchmark/adherence.py regenerates
+    the captions from generator/seed/count and checks them against the hash."""
+    json.dump({"generator": "tools/train/shapes.py", "count": len(captions), "seed": DATA_SEED,
+               "size": SIZE,
+               "captions_sha256": hashlib.sha256("\n".join(captions).encode()).hexdigest()},
+              open(os.path.join(out, "training.json"), "w"), indent=2)
+
+
+def export(out, work, vae, shift, scale, model, clip, t5, losses, captions):
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
     from transformers import CLIPTokenizer, T5Tokenizer
 
@@ -317,6 +331,7 @@ def export(out, work, vae, shift, scale, model, clip, t5, losses):
     json.dump(losses, open(os.path.join(work, "loss.json"), "w"))
     plot_losses(losses, os.path.join(out, "loss.png"))
     write_generation_defaults(out)
+    write_training_record(out, captions)
     FluxPipeline.from_pretrained(out, torch_dtype=torch.bfloat16)  # loads back unchanged
     log("exported", out)
 
@@ -356,7 +371,7 @@ def main():
     model, flux_done = stage_flux(args.work, vae, shift, scale, images, pooled, seq, ep[0], es[0],
                                   args.flux_steps, deadline, losses)
     if flux_done or args.export_anyway:
-        export(args.out, args.work, vae, shift, scale, model, clip, t5, losses)
+        export(args.out, args.work, vae, shift, scale, model, clip, t5, losses, captions)
     else:
         log("stopped during FLUX training; rerun to continue")
 
