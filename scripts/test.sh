@@ -24,8 +24,9 @@ step "dependencies of the cpu build"
 check_deps() {
   python3 scripts/check-deps.py "$@"
   # The check must catch the package whose absence once broke a fresh machine's configure.
-  if python3 scripts/check-deps.py --drop ocl-icd-opencl-dev build/cpu 2>&1 |
-    grep -q 'MISSING ocl-icd-opencl-dev'; then
+  local dropped
+  dropped=$(python3 scripts/check-deps.py --drop ocl-icd-opencl-dev build/cpu 2>&1 || true)
+  if grep -q 'MISSING ocl-icd-opencl-dev' <<<"$dropped"; then
     echo "check-deps: self-test passed (a package left off install-deps.sh is named)"
   else
     echo "check-deps: self-test FAILED: dropping ocl-icd-opencl-dev went unnoticed" >&2
