@@ -15,6 +15,7 @@ PKGS=(
   ffmpeg                 # ffprobe: the video writer's tests check what they wrote
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # libFuzzer targets (clang -fsanitize=fuzzer)
+  libomp-14-dev          # OpenMP for clang (the fuzz build); GCC's libgomp comes with build-essential
   python3 python3-pip    # pip download: cudnn-frontend's headers (scripts/fetch-cudnn-frontend.sh)
 )
 if [ "${1:-}" = --list ]; then
