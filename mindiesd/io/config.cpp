@@ -233,6 +233,9 @@ struct Field {
   T C::*member;
   Read read = Read::generic;
 };
+// Clang 14 has no class template argument deduction for aggregates.
+template <typename C, typename T>
+Field(const char*, T C::*, Read = Read::generic) -> Field<C, T>;
 
 template <typename T>
 struct IsOptional : std::false_type {};
