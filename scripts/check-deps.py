@@ -11,6 +11,9 @@ first alternative, as apt chooses on a fresh machine) of one it lists, or part o
 Recommends — fails the check, naming the package and the files that need it. Files owned by no
 package fail too, except under the CUDA toolkit (installed from NVIDIA, outside install-deps.sh;
 scripts/test.sh skips the CUDA presets without it) and inside the repository or the build tree.
+The binutils CMake looks up by preference (CMAKE_AR, CMAKE_LINKER, ...: llvm-ar and ld.lld when
+LLVM is installed, else GNU binutils, which build-essential brings) are only noted: a fresh
+machine builds with the fallback.
 
 Usage: scripts/check-deps.py [--drop PKG]... BUILD_DIR...
   --drop PKG   check as if install-deps.sh did not list PKG (the check's own test: it must fail)
@@ -105,9 +108,15 @@ def split_ninja_paths(text):
     return [p.replace("$ ", " ").replace("$:", ":") for p in re.split(r"(?<!\$) +", text) if p]
 
 
+# Cache entries CMake fills from a list of candidate names with a fallback (CMakeFindBinUtils).
+PREFERRED_TOOL = re.compile(r"CMAKE_(\w+_COMPILER_)?(AR|RANLIB|LINKER|NM|OBJCOPY|OBJDUMP|READELF|"
+                            r"STRIP|ADDR2LINE|DLLTOOL|MT|TAPI)")
+
+
 def used_files(build_dir, compiler):
-    """Absolute paths of the files from outside the trees that configuring and building used."""
-    used = set()
+    """Absolute paths of the files from outside the trees that configuring and building used:
+    (needed, preferred), the second the binutils CMake chose among alternatives."""
+    used, preferred = set(), set()
     for line in ninja_lines(build_dir):
         m = re.match(r"build build\.ninja: RERUN_CMAKE .*? \| (.*)", line)
         if m:  # the CMake scripts and files the configure step read
@@ -123,13 +132,15 @@ def used_files(build_dir, compiler):
                         used.add(lib)
     with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
         for line in f:
-            m = re.match(r"[^#/][^:=]*:(FILEPATH|PATH|STRING|INTERNAL)=(.*)", line.rstrip("\n"))
+            m = re.match(r"([^#/][^:=]*):(FILEPATH|PATH|STRING|INTERNAL)=(.*)", line.rstrip("\n"))
             if m:
-                used.update(v for v in m.group(2).split(";") if v.startswith("/"))
+                paths = [v for v in m.group(3).split(";") if v.startswith("/")]
+                (preferred if PREFERRED_TOOL.fullmatch(m.group(1)) else used).update(paths)
     deps = subprocess.run(["ninja", "-C", build_dir, "-t", "deps"], check=True,
                           capture_output=True, text=True).stdout
     used.update(line.strip() for line in deps.splitlines() if line.startswith("    /"))
-    return {p for p in used if os.path.isfile(p)}
+    return ({p for p in used if os.path.isfile(p)},
+            {p for p in preferred - used if os.path.isfile(p)})
 
 
 def library_file(compiler, name):
@@ -164,6 +175,7 @@ def main():
     owners = file_owners()
 
     problems = {}  # package (or a reason) -> files
+    notes = {}  # the same for preferred tools a fresh machine replaces by its fallback
     counted = set()
     for build_dir in args.build_dirs:
         build_dir = os.path.abspath(build_dir)
@@ -172,8 +184,9 @@ def main():
                       (cache_value(build_dir, "CUDAToolkit_LIBRARY_ROOT"),
                        os.path.dirname(os.path.dirname(cache_value(build_dir, "CMAKE_CUDA_COMPILER"))))
                       if r]
-        files = used_files(build_dir, compiler)
-        for path in sorted(files):
+        files, preferred = used_files(build_dir, compiler)
+        for path in sorted(files | preferred):
+            found = notes if path in preferred else problems
             real = os.path.realpath(path)
             if real.startswith((REPO + os.sep, build_dir + os.sep)):
                 continue
@@ -185,15 +198,18 @@ def main():
             if not named:
                 if any(real.startswith(r + os.sep) for r in cuda_roots):
                     continue
-                problems.setdefault("(owned by no Debian package)", set()).add(path)
+                found.setdefault("(owned by no Debian package)", set()).add(path)
                 continue
             for o in named:
                 if not o & allowed:
-                    problems.setdefault(" or ".join(sorted(o)), set()).add(path)
+                    found.setdefault(" or ".join(sorted(o)), set()).add(path)
 
     print(f"check-deps: {len(counted)} files from outside the repository used by "
           f"{', '.join(args.build_dirs)}; install-deps.sh lists {len(listed)} packages, "
           f"{len(allowed)} with their hard dependencies and the base system")
+    for pkg, files in sorted(notes.items()):
+        print(f"check-deps: note: CMake preferred {', '.join(sorted(files))} from {pkg}, "
+              f"installed here only; a fresh machine uses its GNU binutils instead")
     if not problems:
         print("check-deps: every one comes with install-deps.sh on a fresh machine")
         return 0
