@@ -21,6 +21,7 @@ Exit status 0 when every file is accounted for, 1 otherwise.
 """
 
 import argparse
+import functools
 import glob
 import os
 import re
@@ -113,9 +114,21 @@ PREFERRED_TOOL = re.compile(r"CMAKE_(\w+_COMPILER_)?(AR|RANLIB|LINKER|NM|OBJCOPY
                             r"STRIP|ADDR2LINE|DLLTOOL|MT|TAPI)")
 
 
-def used_files(build_dir, compiler):
+def read_cache(build_dir):
+    """CMakeCache.txt as {name: value}, comments left out."""
+    cache = {}
+    with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"([^#/][^:=]*):[A-Z]+=(.*)", line.rstrip("\n"))
+            if m:
+                cache[m.group(1)] = m.group(2)
+    return cache
+
+
+def used_files(build_dir, cache):
     """Absolute paths of the files from outside the trees that configuring and building used:
     (needed, preferred), the second the binutils CMake chose among alternatives."""
+    compiler = cache.get("CMAKE_CXX_COMPILER") or "c++"
     used, preferred = set(), set()
     for line in ninja_lines(build_dir):
         m = re.match(r"build build\.ninja: RERUN_CMAKE .*? \| (.*)", line)
@@ -130,12 +143,9 @@ def used_files(build_dir, compiler):
                     lib = library_file(compiler, item[2:])
                     if lib:
                         used.add(lib)
-    with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
-        for line in f:
-            m = re.match(r"([^#/][^:=]*):(FILEPATH|PATH|STRING|INTERNAL)=(.*)", line.rstrip("\n"))
-            if m:
-                paths = [v for v in m.group(3).split(";") if v.startswith("/")]
-                (preferred if PREFERRED_TOOL.fullmatch(m.group(1)) else used).update(paths)
+    for key, value in cache.items():
+        paths = [v for v in value.split(";") if v.startswith("/")]
+        (preferred if PREFERRED_TOOL.fullmatch(key) else used).update(paths)
     deps = subprocess.run(["ninja", "-C", build_dir, "-t", "deps"], check=True,
                           capture_output=True, text=True).stdout
     used.update(line.strip() for line in deps.splitlines() if line.startswith("    /"))
@@ -143,6 +153,7 @@ def used_files(build_dir, compiler):
             {p for p in preferred - used if os.path.isfile(p)})
 
 
+@functools.lru_cache(maxsize=None)
 def library_file(compiler, name):
     """The file the linker takes for -l<name> (shared first, as ld does)."""
     for suffix in (".so", ".a"):
@@ -151,14 +162,6 @@ def library_file(compiler, name):
         if os.path.isabs(out) and os.path.exists(out):
             return out
     return None
-
-
-def cache_value(build_dir, key):
-    with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return line.split("=", 1)[1].strip()
-    return ""
 
 
 def main():
@@ -179,12 +182,12 @@ def main():
     counted = set()
     for build_dir in args.build_dirs:
         build_dir = os.path.abspath(build_dir)
-        compiler = cache_value(build_dir, "CMAKE_CXX_COMPILER") or "c++"
+        cache = read_cache(build_dir)
         cuda_roots = [os.path.realpath(r) for r in
-                      (cache_value(build_dir, "CUDAToolkit_LIBRARY_ROOT"),
-                       os.path.dirname(os.path.dirname(cache_value(build_dir, "CMAKE_CUDA_COMPILER"))))
+                      (cache.get("CUDAToolkit_LIBRARY_ROOT", ""),
+                       os.path.dirname(os.path.dirname(cache.get("CMAKE_CUDA_COMPILER", ""))))
                       if r]
-        files, preferred = used_files(build_dir, compiler)
+        files, preferred = used_files(build_dir, cache)
         for path in sorted(files | preferred):
             found = notes if path in preferred else problems
             real = os.path.realpath(path)

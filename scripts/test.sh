@@ -21,19 +21,15 @@ step "cpu build"
 cmake --preset cpu >/dev/null
 cmake --build --preset cpu -j "$JOBS"
 step "dependencies of the cpu build"
-check_deps() {
-  python3 scripts/check-deps.py "$@"
-  # The check must catch the package whose absence once broke a fresh machine's configure.
-  local dropped
-  dropped=$(python3 scripts/check-deps.py --drop ocl-icd-opencl-dev build/cpu 2>&1 || true)
-  if grep -q 'MISSING ocl-icd-opencl-dev' <<<"$dropped"; then
-    echo "check-deps: self-test passed (a package left off install-deps.sh is named)"
-  else
-    echo "check-deps: self-test FAILED: dropping ocl-icd-opencl-dev went unnoticed" >&2
-    return 1
-  fi
-}
-check_deps build/cpu
+python3 scripts/check-deps.py build/cpu
+# The check must catch the package whose absence once broke a fresh machine's configure.
+dropped=$(python3 scripts/check-deps.py --drop ocl-icd-opencl-dev build/cpu 2>&1 || true)
+if grep -q 'MISSING ocl-icd-opencl-dev' <<<"$dropped"; then
+  echo "check-deps: self-test passed (a package left off install-deps.sh is named)"
+else
+  echo "check-deps: self-test FAILED: dropping ocl-icd-opencl-dev went unnoticed" >&2
+  exit 1
+fi
 step "cpu tests"
 ctest --preset cpu -j "$JOBS"
 
@@ -71,4 +67,4 @@ built=()
 for d in build/cpu build/cuda build/cuda-bare build/asan build/fuzz; do
   [ -f "$d/build.ninja" ] && built+=("$d")
 done
-check_deps "${built[@]}"
+python3 scripts/check-deps.py "${built[@]}"

@@ -48,10 +48,15 @@ inline void expect_close(const Tensor& got, const Tensor& want, double max_abs, 
 // bf16 error: gap = max |diffusers bf16 - f32| (f32: diffusers' f32 result, or ours where that
 // matches it to f32 precision). Each bf16 run rounds in its own places, so ours may sit on the
 // other side of the f32 result: within `factor` gaps of diffusers' bf16 and of f32.
-inline void expect_bf16_like_diffusers(const Tensor& ours, const Tensor& diffusers_bf16,
-                                       const Tensor& f32, const std::string& name,
-                                       double factor = 2.0) {
-  ASSERT_EQ(ours.shape(), diffusers_bf16.shape()) << name;
+// Returns the three differences for further checks (cosines, say).
+struct Bf16Diffs {
+  Diff gap, to_bf16, to_f32;
+};
+
+inline Bf16Diffs expect_bf16_like_diffusers(const Tensor& ours, const Tensor& diffusers_bf16,
+                                            const Tensor& f32, const std::string& name,
+                                            double factor = 2.0) {
+  EXPECT_EQ(ours.shape(), diffusers_bf16.shape()) << name;
   const Diff gap = diff(diffusers_bf16, f32);
   const Diff to_bf16 = diff(ours, diffusers_bf16);
   const Diff to_f32 = diff(ours, f32);
@@ -62,6 +67,7 @@ inline void expect_bf16_like_diffusers(const Tensor& ours, const Tensor& diffuse
   EXPECT_EQ(gap.nonfinite + to_bf16.nonfinite + to_f32.nonfinite, 0) << name;
   EXPECT_LE(to_bf16.max_abs, factor * gap.max_abs) << name << " vs diffusers bf16";
   EXPECT_LE(to_f32.max_abs, factor * gap.max_abs) << name << " vs f32";
+  return {gap, to_bf16, to_f32};
 }
 
 }  // namespace mindiesd::test
