@@ -11,12 +11,17 @@
 //
 // Model: a transformer with `DeviceInputs prepare(const Inputs&) const` (the host part: checks,
 // sinusoids, RoPE tables, uploads) and `Tensor forward(const DeviceInputs&) const` (device work
-// only); DeviceInputs lists its tensors in fields().
+// only); DeviceInputs lists its tensors in fields(). Both take a Context (core/context.h).
+//
+// A step cache changes what a forward runs from one step to the next, which one captured graph
+// cannot replay: a call with a cache policy and cuda_graphs on is refused (InvalidArgument).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
+#include "mindiesd/core/context.h"
+#include "mindiesd/core/error.h"
 #include "mindiesd/core/tensor.h"
 #if MINDIESD_CUDA
 #include "mindiesd/kernel/cuda/cuda_graph.h"
@@ -31,8 +36,11 @@ class GraphedForward {
       : model_(model), graphs_(cuda_graphs && model.device().type == DeviceType::CUDA) {}
 
   template <typename Inputs>
-  Tensor operator()(const Inputs& in) {
-    if (!graphs_ || calls_++ == 0) return model_.forward(in);
+  Tensor operator()(const Inputs& in, const Context& ctx = {}) {
+    MINDIESD_CHECK(!graphs_ || ctx.cache == nullptr, InvalidArgument,
+                   "CUDA graphs replay one fixed forward, but a step cache changes what runs "
+                   "from step to step: use the cache without CUDA graphs");
+    if (!graphs_ || calls_++ == 0) return model_.forward(in, ctx);
 #if MINDIESD_CUDA
     DeviceInputs fresh = model_.prepare(in);
     const auto statics = static_.fields();
@@ -49,7 +57,7 @@ class GraphedForward {
     graph_->replay();
     return out_;
 #else
-    return model_.forward(in);
+    return model_.forward(in, ctx);
 #endif
   }
 

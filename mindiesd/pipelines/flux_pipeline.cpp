@@ -235,6 +235,9 @@ void FluxPipeline::validate(const FluxRequest& r) const {
     MINDIESD_CHECK(r.latents.shape() == want, InvalidArgument, "latents ", r.latents.shape().str(),
                    " do not match the request, expected ", want.str());
   }
+  const auto& tc = impl_->transformer_config;
+  check_cache_request(r.cache, tc.num_layers + tc.num_single_layers, r.num_inference_steps,
+                      impl_->options.cuda_graphs);
   const int64_t need = estimate_activation_bytes(r);
   const int64_t budget = impl_->options.memory_budget_bytes > 0 ? impl_->options.memory_budget_bytes
                                                                 : available_memory_bytes();
@@ -338,6 +341,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
       compilation::GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
+  const DenoiseContext calls(r.cache, "flux", r.num_inference_steps);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);
@@ -345,11 +349,11 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
     in.hidden_states = latents;
     in.encoder_hidden_states = cond_embeds;
     in.pooled_projections = cond_pooled;
-    Tensor noise_pred = cond_forward(in);
+    Tensor noise_pred = cond_forward(in, calls.at(i, CfgBranch::cond));
     if (true_cfg) {
       in.encoder_hidden_states = uncond_embeds;
       in.pooled_projections = uncond_pooled;
-      const Tensor neg = uncond_forward(in);
+      const Tensor neg = uncond_forward(in, calls.at(i, CfgBranch::uncond));
       // neg + scale * (cond - neg)
       noise_pred = ops::add(
           neg, ops::affine(ops::sub(noise_pred, neg), static_cast<float>(r.true_cfg_scale), 0.0f));
@@ -361,6 +365,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   latents = latents.to(Device::cpu());
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
+  result.cache_stats = calls.cache_stats();
 
   t0 = std::chrono::steady_clock::now();
   models::VaeTiling tiling;

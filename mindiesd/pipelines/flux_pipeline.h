@@ -59,6 +59,8 @@ struct FluxRequest {
   // (diffusers' `latents` argument).
   Tensor latents;
   std::function<void(const FluxStepInfo&)> on_step;
+  // Step cache (cache/cache_config.h); TeaCache uses FLUX's coefficients unless it names others.
+  std::optional<cache::CacheConfig> cache;
 };
 
 struct FluxTimings {
@@ -72,6 +74,7 @@ struct FluxResult {
   int64_t peak_allocated_bytes = 0;  // engine allocator peak over the request (tensors alive)
   int64_t peak_reserved_bytes = 0;   // the same allocator's peak, its cached free blocks included
   int64_t peak_rss_bytes = 0;        // process peak resident set (includes mapped weights)
+  std::optional<cache::CacheStats> cache_stats;  // with a step cache
 };
 
 struct FluxPromptEmbeds {

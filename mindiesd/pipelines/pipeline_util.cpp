@@ -51,6 +51,30 @@ void StepReporter::report_pending() {
   pending_latents_ = Tensor();
 }
 
+DenoiseContext::DenoiseContext(const std::optional<cache::CacheConfig>& cache,
+                               const std::string& teacache_model, int64_t num_steps)
+    : num_steps_(num_steps) {
+  if (!cache) return;
+  cache::CacheConfig c = *cache;
+  if (c.method == "teacache" && c.teacache_model.empty() && c.coefficients.empty())
+    c.teacache_model = teacache_model;
+  agent_ = std::make_unique<cache::CacheAgent>(std::move(c));
+}
+
+std::optional<cache::CacheStats> DenoiseContext::cache_stats() const {
+  if (!agent_) return std::nullopt;
+  return agent_->stats();
+}
+
+void check_cache_request(const std::optional<cache::CacheConfig>& cache, int64_t num_blocks,
+                         int64_t num_steps, bool cuda_graphs) {
+  if (!cache) return;
+  cache::validate(*cache, num_blocks, num_steps);
+  MINDIESD_CHECK(!cuda_graphs, InvalidArgument, "cache ", cache->method,
+                 ": CUDA graphs replay one fixed forward, but a step cache changes what runs from "
+                 "step to step; use the cache without CUDA graphs");
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -6,9 +6,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "mindiesd/cache/cache_agent.h"
+#include "mindiesd/core/context.h"
 #include "mindiesd/core/tensor.h"
 
 namespace mindiesd {
@@ -50,6 +53,29 @@ class StepReporter {
   int64_t pending_step_ = 0;  // 0: none
   Tensor pending_latents_;
 };
+
+// The per-call Context of one generation's transformer calls: the step, the CFG branch and the
+// request's step cache (a fresh CacheAgent per generation), if any.
+class DenoiseContext {
+ public:
+  // `teacache_model`: the coefficient table the pipeline picks for its model when the request's
+  // teacache config names none.
+  DenoiseContext(const std::optional<cache::CacheConfig>& cache, const std::string& teacache_model,
+                 int64_t num_steps);
+  Context at(int64_t step, CfgBranch branch) const {
+    return Context{step, num_steps_, branch, agent_.get()};
+  }
+  std::optional<cache::CacheStats> cache_stats() const;
+
+ private:
+  std::unique_ptr<cache::CacheAgent> agent_;
+  int64_t num_steps_;
+};
+
+// InvalidArgument when a request's cache does not fit the model (`num_blocks` per forward) and
+// its steps, or asks for CUDA graphs too.
+void check_cache_request(const std::optional<cache::CacheConfig>& cache, int64_t num_blocks,
+                         int64_t num_steps, bool cuda_graphs);
 
 double seconds_since(std::chrono::steady_clock::time_point t0);
 // MemAvailable from /proc/meminfo (bytes), or 0 when unknown.

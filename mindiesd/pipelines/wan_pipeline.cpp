@@ -216,6 +216,18 @@ struct WanPipeline::Impl {
   bool i2v = false;
   std::optional<models::CLIPVisionModel> image_encoder;  // I2V with image tokens
   ClipImageProcessorConfig image_processor;
+
+  // TeaCache's coefficient table for this model (TeaCache4Wan2.1 picks it by the checkpoint
+  // name): I2V 720P when the folder name says so, else 480P; T2V 14B for the 5120-wide model,
+  // else 1.3B.
+  std::string teacache_model() const {
+    if (i2v) {
+      const std::string name = folder.path().filename().string();
+      return name.find("720") != std::string::npos ? "wan2.1-i2v-720p" : "wan2.1-i2v-480p";
+    }
+    const int64_t n = transformer_config.num_attention_heads * transformer_config.attention_head_dim;
+    return n >= 5120 ? "wan2.1-t2v-14b" : "wan2.1-t2v-1.3b";
+  }
 };
 
 WanPipeline::WanPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -418,6 +430,8 @@ void WanPipeline::validate(const WanRequest& r) const {
     MINDIESD_CHECK(r.latents.shape() == want, InvalidArgument, "latents ", r.latents.shape().str(),
                    " do not match the request, expected ", want.str());
   }
+  check_cache_request(r.cache, impl_->transformer_config.num_layers, r.num_inference_steps,
+                      impl_->options.cuda_graphs);
   const int64_t need = estimate_activation_bytes(r);
   const int64_t budget = impl_->options.memory_budget_bytes > 0 ? impl_->options.memory_budget_bytes
                                                                 : available_memory_bytes();
@@ -511,6 +525,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       compilation::GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
+  const DenoiseContext calls(r.cache, s.teacache_model(), steps);
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)
@@ -520,11 +535,11 @@ WanResult WanPipeline::generate(const WanRequest& r) {
     const Tensor t = s.scheduler.timestep(i, batch);
     cond_in.hidden_states = input;
     cond_in.timestep = t;
-    Tensor noise_pred = cond_forward(cond_in);
+    Tensor noise_pred = cond_forward(cond_in, calls.at(i, CfgBranch::cond));
     if (cfg) {
       uncond_in.hidden_states = input;
       uncond_in.timestep = t;
-      const Tensor noise_uncond = uncond_forward(uncond_in);
+      const Tensor noise_uncond = uncond_forward(uncond_in, calls.at(i, CfgBranch::uncond));
       // noise_uncond + scale * (noise_pred - noise_uncond), each op rounded to the model dtype.
       noise_pred = ops::add(noise_uncond, ops::affine(ops::sub(noise_pred, noise_uncond),
                                                       static_cast<float>(r.guidance_scale), 0.0f));
@@ -536,6 +551,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   latents = latents.to(Device::cpu());
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
+  result.cache_stats = calls.cache_stats();
 
   t0 = std::chrono::steady_clock::now();
   const Tensor z = s.vae->denormalize_latents(latents.to(s.options.vae_dtype));

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,9 @@ struct WanRequest {
   // seeded noise (diffusers' `latents` argument).
   Tensor latents;
   std::function<void(const StepInfo&)> on_step;
+  // Step cache (cache/cache_config.h); TeaCache picks the Wan2.1 coefficients of the model
+  // (T2V 1.3B / 14B by width, I2V 480P / 720P by the folder name) unless it names a table.
+  std::optional<cache::CacheConfig> cache;
 };
 
 struct WanTimings {
@@ -74,6 +78,7 @@ struct WanResult {
   int64_t peak_allocated_bytes = 0;
   int64_t peak_reserved_bytes = 0;
   int64_t peak_rss_bytes = 0;
+  std::optional<cache::CacheStats> cache_stats;  // with a step cache
 };
 
 class WanPipeline {

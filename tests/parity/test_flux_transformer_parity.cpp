@@ -70,7 +70,7 @@ void check_run(const std::string& run, int64_t h2, int64_t w2, DType dt, double 
   const models::FluxTransformer2DModel model = load_model(dt).to(device);
   const models::FluxForwardInputs in = step0_inputs(g, run, h2, w2, dt);
   models::FluxTrace trace;
-  const Tensor out = model.forward(in, &trace);
+  const Tensor out = model.forward(in, {}, &trace);
   EXPECT_EQ(out.dtype(), dt);
   EXPECT_EQ(out.device(), device);
   ASSERT_EQ(trace.double_img.size(), 2u);

@@ -58,7 +58,7 @@ void check_run(const std::string& sub, const std::string& run, DType dt, double 
   const io::WeightStore g = io::WeightStore::open(kWan + "/io.safetensors");
   const models::WanTransformer3DModel model = load_model(sub, dt).to(device);
   models::WanTrace trace;
-  const Tensor out = model.forward(inputs(g, run, dt), &trace);
+  const Tensor out = model.forward(inputs(g, run, dt), {}, &trace);
   EXPECT_EQ(out.dtype(), dt);
   EXPECT_EQ(out.device(), device);
   expect_close(trace.timestep_proj, g.get(run + ".timestep_proj"), max_abs, min_cos,

@@ -77,7 +77,31 @@ void print_summary(const RunSummary& s) {
                s.denoising_s / static_cast<double>(std::max<int64_t>(s.steps, 1)), s.decoding_s,
                format_bytes(s.peak_allocated_bytes).c_str(),
                format_bytes(s.peak_reserved_bytes).c_str(), format_bytes(s.peak_rss_bytes).c_str());
+  if (s.cache && s.cache_stats) {
+    std::fprintf(stderr, "cache: %s\n%s", cache::describe(*s.cache).c_str(),
+                 cache::format_stats(*s.cache_stats, s.cfg).c_str());
+  }
 }
+
+cache::CacheConfig parse_cache(const std::string& spec) {
+  try {
+    return cache::parse_cache_spec(spec);
+  } catch (const Error& e) {
+    throw UsageError{e.what()};
+  }
+}
+
+const char* const kCacheHelp =
+    "  --cache SPEC             step cache, METHOD[:key=value,...]:\n"
+    "                             teacache:thresh=T[,model=M,ret_steps=1]  (TeaCache)\n"
+    "                             fbcache:thresh=T[,warmup=W]              (First-Block cache)\n"
+    "                             dbcache:fn=F,bn=B,thresh=T[,warmup=W,max_cached=K,\n"
+    "                                     max_continuous=C,taylorseer=1|2] (DBCache)\n"
+    "                             dit_block:start=S,interval=I[,end=E,blocks=A-B]\n"
+    "                             attention:start=S,interval=I[,end=E,blocks=A-B]\n"
+    "                             taylorseer:order=1|2,interval=I,warmup=W\n"
+    "                           (docs/cache.md); the summary gives the steps computed and\n"
+    "                           cached per CFG branch, the FLOP saved and the memory held\n";
 
 std::string model_folder(const std::vector<std::string>& args) {
   for (size_t i = 0; i + 1 < args.size(); ++i)

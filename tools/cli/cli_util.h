@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,8 +42,16 @@ struct RunSummary {
   double load_s = 0, text_encoding_s = 0, denoising_s = 0, decoding_s = 0;
   int64_t steps = 0;
   int64_t peak_allocated_bytes = 0, peak_reserved_bytes = 0, peak_rss_bytes = 0;
+  // With --cache: its settings, what it computed and saved, and whether CFG ran two branches.
+  std::optional<cache::CacheConfig> cache;
+  std::optional<cache::CacheStats> cache_stats;
+  bool cfg = false;
 };
 void print_summary(const RunSummary& s);
+// --cache SPEC (cache::parse_cache_spec), a UsageError naming the problem otherwise.
+cache::CacheConfig parse_cache(const std::string& spec);
+// The --cache line of the commands' help.
+extern const char* const kCacheHelp;
 // The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
 std::string model_folder(const std::vector<std::string>& args);
 

@@ -47,7 +47,7 @@ fs::path numbered(const fs::path& out, size_t i, size_t n) {
   return p;
 }
 
-constexpr const char* kHelp =
+constexpr const char* kHelpOptions =
     "usage: mindiesd generate [--model DIR] --prompt TEXT [options]\n"
     "  --model DIR              a diffusers FluxPipeline folder (FLUX.1-dev/schnell layout);\n"
     "                           default $MINDIESD_MODEL, else the bundled "
@@ -74,6 +74,12 @@ constexpr const char* kHelp =
     "                           (images, tokens, channels)) instead of seeded noise, e.g. to\n"
     "                           compare with diffusers on the same noise\n"
     "  --quiet                  no progress bar\n";
+
+// The options above plus the --cache options both commands share.
+const char* help_text() {
+  static const std::string text = std::string(kHelpOptions) + kCacheHelp;
+  return text.c_str();
+}
 
 // A model folder may carry the settings it was made for in mindiesd_defaults.json (diffusers
 // ignores the file): they replace the built-in defaults; command-line flags replace both.
@@ -119,7 +125,9 @@ std::optional<std::string> apply_model_defaults(const fs::path& folder, FluxRequ
 
 }  // namespace
 
-const char* generate_help() { return kHelp; }
+
+
+const char* generate_help() { return help_text(); }
 
 int cmd_generate(const std::vector<std::string>& args) {
   FluxRequest req;
@@ -171,6 +179,8 @@ int cmd_generate(const std::vector<std::string>& args) {
         options.dtype = parse_dtype(value());
       else if (a == "--device")
         options.device = parse_device(value());
+      else if (a == "--cache")
+        req.cache = parse_cache(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else if (a == "--vae-tiling") {
@@ -192,7 +202,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       req.negative_prompts.assign(req.prompts.size(), *default_negative);
     if (out.extension() != ".png") throw UsageError{"--out: only .png output is supported"};
   } catch (const UsageError& e) {
-    std::cerr << "mindiesd generate: " << e.message << "\n\n" << kHelp;
+    std::cerr << "mindiesd generate: " << e.message << "\n\n" << help_text();
     return 2;
   }
 
@@ -219,7 +229,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   }
   const auto& t = r.timings;
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
-                 r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes});
+                 r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
+                 r.cache_stats, req.true_cfg_scale > 1.0 && !req.negative_prompts.empty()});
   return 0;
 }
 

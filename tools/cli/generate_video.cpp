@@ -70,7 +70,10 @@ fs::path numbered_video(std::string out, size_t i, size_t n) {
 
 }  // namespace
 
-const char* generate_video_help() { return kVideoHelp; }
+const char* generate_video_help() {
+  static const std::string text = std::string(kVideoHelp) + kCacheHelp;
+  return text.c_str();
+}
 
 int cmd_generate_video(const std::vector<std::string>& args, const std::string& model) {
   WanRequest req;
@@ -122,6 +125,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         options.dtype = parse_dtype(value());
       else if (a == "--device")
         options.device = parse_device(value());
+      else if (a == "--cache")
+        req.cache = parse_cache(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else {
@@ -131,7 +136,7 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
     if (req.prompts.empty()) throw UsageError{"--prompt TEXT is required"};
     container = container_of(out);
   } catch (const UsageError& e) {
-    std::cerr << "mindiesd generate: " << e.message << "\n\n" << kVideoHelp;
+    std::cerr << "mindiesd generate: " << e.message << "\n\n" << generate_video_help();
     return 2;
   }
 
@@ -167,7 +172,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
   }
   const auto& t = r.timings;
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
-                 r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes});
+                 r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
+                 r.cache_stats, req.guidance_scale > 1.0});
   return 0;
 }
 

@@ -190,7 +190,8 @@ Tensor clip_f16(const Tensor& x) {
 // FluxTransformerBlock.forward. Returns (encoder_hidden_states, hidden_states).
 std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& hidden,
                                        const Tensor& context, const Tensor& silu_temb,
-                                       const layer::RopeTables& rope, Heads h) {
+                                       const layer::RopeTables& rope, Heads h,
+                                       const Context& ctx, int64_t index) {
   const DType dt = hidden.dtype();
   // AdaLayerNormZero: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
   const Tensor emb = layer::linear(silu_temb, w.norm1.w, w.norm1.b);
@@ -199,14 +200,16 @@ std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& h
   const Tensor nx = layer::layernorm_scale_shift(hidden, m[1], m[0], kEps);
   const Tensor nc = layer::layernorm_scale_shift(context, cm[1], cm[0], kEps);
 
-  // Joint attention over [text, image].
-  const Tensor q = joint_heads(nc, w.add_q, w.norm_added_q, nx, w.to_q, w.norm_q, h, dt);
-  const Tensor k = joint_heads(nc, w.add_k, w.norm_added_k, nx, w.to_k, w.norm_k, h, dt);
-  const Tensor v = joint_heads(nc, w.add_v, Tensor(), nx, w.to_v, Tensor(), h, dt);
-  apply_rope(q, rope);
-  apply_rope(k, rope);
+  // Joint attention over [text, image] (before the output projections).
+  const Tensor a = ctx.cached_attention(index, [&] {
+    const Tensor q = joint_heads(nc, w.add_q, w.norm_added_q, nx, w.to_q, w.norm_q, h, dt);
+    const Tensor k = joint_heads(nc, w.add_k, w.norm_added_k, nx, w.to_k, w.norm_k, h, dt);
+    const Tensor v = joint_heads(nc, w.add_v, Tensor(), nx, w.to_v, Tensor(), h, dt);
+    apply_rope(q, rope);
+    apply_rope(k, rope);
+    return layer::attention_forward(q, k, v).flatten(2, 3);
+  });
   const int64_t st = context.size(1), si = hidden.size(1);
-  const Tensor a = layer::attention_forward(q, k, v).flatten(2, 3);
   const Tensor a_txt = a.narrow(1, 0, st), a_img = a.narrow(1, st, si);
 
   // Image stream: x + gate_msa * to_out(attn); x + gate_mlp * ff(norm2(x) * (1 + scale) + shift).
@@ -229,7 +232,7 @@ std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& h
 // FluxSingleTransformerBlock.forward on the joint [text, image] stream (diffusers concatenates
 // and splits it around every block; the split is a view here).
 Tensor single_block(const Weights::Single& w, const Tensor& joint, const Tensor& silu_temb,
-                    const layer::RopeTables& rope, Heads h) {
+                    const layer::RopeTables& rope, Heads h, const Context& ctx, int64_t index) {
   const DType dt = joint.dtype();
   const int64_t b = joint.size(0), s = joint.size(1);
   // AdaLayerNormZeroSingle: shift, scale, gate.
@@ -240,16 +243,18 @@ Tensor single_block(const Weights::Single& w, const Tensor& joint, const Tensor&
   Tensor attn_mlp;
   {
     const Tensor mlp = layer::linear(nx, w.proj_mlp.w, w.proj_mlp.b, gelu_tanh());
-    // rms_norm with the f32 weight is f32; round it to the stream dtype before RoPE, as
-    // torch.nn.RMSNorm's output is.
-    Tensor q = normed_heads(nx, w.to_q, w.norm_q, h);
-    Tensor k = normed_heads(nx, w.to_k, w.norm_k, h);
-    if (q.dtype() != dt) q = q.to(dt);
-    if (k.dtype() != dt) k = k.to(dt);
-    apply_rope(q, rope);
-    apply_rope(k, rope);
-    const Tensor v = layer::linear(nx, w.to_v.w, w.to_v.b).view({b, s, h.heads, h.head_dim});
-    const Tensor a = layer::attention_forward(q, k, v).flatten(2, 3);
+    const Tensor a = ctx.cached_attention(index, [&] {
+      // rms_norm with the f32 weight is f32; round it to the stream dtype before RoPE, as
+      // torch.nn.RMSNorm's output is.
+      Tensor q = normed_heads(nx, w.to_q, w.norm_q, h);
+      Tensor k = normed_heads(nx, w.to_k, w.norm_k, h);
+      if (q.dtype() != dt) q = q.to(dt);
+      if (k.dtype() != dt) k = k.to(dt);
+      apply_rope(q, rope);
+      apply_rope(k, rope);
+      const Tensor v = layer::linear(nx, w.to_v.w, w.to_v.b).view({b, s, h.heads, h.head_dim});
+      return layer::attention_forward(q, k, v).flatten(2, 3);
+    });
     const Tensor parts[] = {a, mlp};
     attn_mlp = ops::cat(parts, 2);
   }
@@ -371,8 +376,9 @@ FluxTransformer2DModel FluxTransformer2DModel::to(Device device) const {
   return m;
 }
 
-Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, FluxTrace* trace) const {
-  return forward(prepare(in), trace);
+Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, const Context& ctx,
+                                       FluxTrace* trace) const {
+  return forward(prepare(in), ctx, trace);
 }
 
 FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) const {
@@ -442,7 +448,8 @@ FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) co
   return out;
 }
 
-Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, FluxTrace* trace) const {
+Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context& ctx,
+                                       FluxTrace* trace) const {
   const io::FluxTransformer2DModelConfig& c = config_;
   const Weights& w = *weights_;
   const Heads h{c.num_attention_heads, c.attention_head_dim};
@@ -465,28 +472,58 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, FluxTrace* tr
   const Tensor silu_temb = ops::silu(temb);
 
   if (trace) *trace = FluxTrace();
-  for (const Weights::Double& b : w.doubles) {
-    std::tie(context, hidden) = double_block(b, hidden, context, silu_temb, rope, h);
+  // The double-stream blocks then the single-stream ones, as one loop for the seam: blocks
+  // [0, num_layers) are FluxTransformerBlocks on (hidden, context), the rest
+  // FluxSingleTransformerBlocks on the joint [context, hidden] stream.
+  const int64_t nd = static_cast<int64_t>(w.doubles.size());
+  BlockLoop loop;
+  loop.num_blocks = nd + static_cast<int64_t>(w.singles.size());
+  loop.run = [&](int64_t i, const BlockStreams& s) -> BlockStreams {
+    if (i < nd) {
+      auto [c, x] = double_block(w.doubles[i], s.hidden, s.encoder, silu_temb, rope, h, ctx, i);
+      if (trace) {
+        trace->double_txt.push_back(c);
+        trace->double_img.push_back(x);
+      }
+      return {x, c, Tensor()};
+    }
+    Tensor joint = s.joint;
+    if (!joint.defined()) {
+      const Tensor streams[] = {s.encoder, s.hidden};
+      joint = ops::cat(streams, 1);
+    }
+    joint = single_block(w.singles[i - nd], joint, silu_temb, rope, h, ctx, i);
+    BlockStreams out{joint.narrow(1, s_txt, s_img), joint.narrow(1, 0, s_txt), joint};
     if (trace) {
-      trace->double_txt.push_back(context);
-      trace->double_img.push_back(hidden);
+      trace->single_txt.push_back(out.encoder);
+      trace->single_img.push_back(out.hidden);
+    }
+    return out;
+  };
+  // TeaCache's indicator: transformer_blocks[0].norm1(hidden, temb)'s modulated image tokens.
+  loop.modulated_input = [&] {
+    const Lin& norm = nd > 0 ? w.doubles[0].norm1 : w.singles[0].norm;
+    const std::vector<Tensor> m =
+        ops::chunk(layer::linear(silu_temb, norm.w, norm.b), nd > 0 ? 6 : 3, 1);
+    return layer::layernorm_scale_shift(hidden, m[1], m[0], kEps);
+  };
+  {
+    const double b = static_cast<double>(in.hidden_states.size(0)), n = inner_dim();
+    const double s = static_cast<double>(s_txt + s_img), n2 = n * n;
+    // Per token: double blocks 12 N^2 MACs (q, k, v, out and the 4x MLP, per stream), single
+    // blocks 12 N^2 (q, k, v, the MLP and proj_out over 5N); joint attention 2 S^2 N.
+    const double attn_core = 2.0 * s * s * n, qkv = 3.0 * s * n2;
+    for (int64_t i = 0; i < loop.num_blocks; ++i) {
+      const double modulation = (i < nd ? 12.0 : 3.0) * n2;
+      loop.block_flops.push_back(2.0 * b * (12.0 * s * n2 + attn_core + modulation));
+      loop.attention_flops.push_back(2.0 * b * (qkv + attn_core));
     }
   }
-  const Tensor streams[] = {context, hidden};
-  Tensor joint = ops::cat(streams, 1);
-  context = hidden = Tensor();
-  for (const Weights::Single& b : w.singles) {
-    joint = single_block(b, joint, silu_temb, rope, h);
-    if (trace) {
-      trace->single_txt.push_back(joint.narrow(1, 0, s_txt));
-      trace->single_img.push_back(joint.narrow(1, s_txt, s_img));
-    }
-  }
+  const BlockStreams out = ctx.run_blocks(loop, {hidden, context, Tensor()});
   // AdaLayerNormContinuous(elementwise_affine=False): `scale, shift = emb.chunk(2, 1)`.
   const Tensor emb = layer::linear(silu_temb, w.norm_out.w, w.norm_out.b);
   const std::vector<Tensor> m = ops::chunk(emb, 2, 1);
-  const Tensor out_norm =
-      layer::layernorm_scale_shift(joint.narrow(1, s_txt, s_img), m[0], m[1], kEps);
+  const Tensor out_norm = layer::layernorm_scale_shift(out.hidden, m[0], m[1], kEps);
   return layer::linear(out_norm, w.proj_out.w, w.proj_out.b);
 }
 

@@ -25,6 +25,7 @@
 #include <memory>
 #include <vector>
 
+#include "mindiesd/core/context.h"
 #include "mindiesd/core/dtype.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/config.h"
@@ -83,12 +84,15 @@ class FluxTransformer2DModel {
 
   // The noise prediction (B, S_img, patch_size^2 * out_channels) in dtype(). Float inputs of
   // another dtype are cast to dtype() first. InvalidArgument for inputs whose shapes disagree
-  // with each other or with the config.
-  Tensor forward(const FluxForwardInputs& in, FluxTrace* trace = nullptr) const;
+  // with each other or with the config. `ctx`: the call's step, CFG branch and step cache
+  // (core/context.h); blocks are numbered double-stream first, then single-stream.
+  Tensor forward(const FluxForwardInputs& in, const Context& ctx = {},
+                 FluxTrace* trace = nullptr) const;
   // The two halves of the above: the host part (argument checks, sinusoids, RoPE tables,
   // uploads) and the device part.
   FluxDeviceInputs prepare(const FluxForwardInputs& in) const;
-  Tensor forward(const FluxDeviceInputs& in, FluxTrace* trace = nullptr) const;
+  Tensor forward(const FluxDeviceInputs& in, const Context& ctx = {},
+                 FluxTrace* trace = nullptr) const;
 
   int64_t num_params() const { return num_params_; }
 

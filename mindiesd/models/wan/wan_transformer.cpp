@@ -178,7 +178,8 @@ struct BlockArgs {
 };
 
 // WanTransformerBlock.forward.
-Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockArgs& a) {
+Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockArgs& a,
+                     const Context& ctx, int64_t index) {
   // (scale_shift_table + temb.float()).chunk(6, dim=1): (B, 1, N) f32 each.
   const Tensor mod = ops::add(w.scale_shift_table, a.timestep_proj.to(DType::f32));
   const std::vector<Tensor> m = ops::chunk(mod, 6, 1);
@@ -189,12 +190,14 @@ Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockA
   Tensor x;
   {
     const Tensor nx = modulated_norm(hidden, scale_msa, shift_msa, a.eps);
-    const Tensor q = normed_heads(nx, w.attn1.to_q, w.attn1.norm_q, a.heads, a.eps);
-    const Tensor k = normed_heads(nx, w.attn1.to_k, w.attn1.norm_k, a.heads, a.eps);
-    const Tensor v = heads_of(nx, w.attn1.to_v, a.heads);
-    layer::rotary_position_embedding_(q, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
-    layer::rotary_position_embedding_(k, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
-    const Tensor o = layer::attention_forward(q, k, v).flatten(2, 3);
+    const Tensor o = ctx.cached_attention(index, [&] {
+      const Tensor q = normed_heads(nx, w.attn1.to_q, w.attn1.norm_q, a.heads, a.eps);
+      const Tensor k = normed_heads(nx, w.attn1.to_k, w.attn1.norm_k, a.heads, a.eps);
+      const Tensor v = heads_of(nx, w.attn1.to_v, a.heads);
+      layer::rotary_position_embedding_(q, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
+      layer::rotary_position_embedding_(k, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
+      return layer::attention_forward(q, k, v).flatten(2, 3);
+    });
     x = layer::linear(o, w.attn1.to_out.w, w.attn1.to_out.b, gated_residual(gate_msa, hidden));
   }
   // Cross-attention: hidden = hidden + attn2(norm2(hidden), context).
@@ -345,8 +348,9 @@ WanTransformer3DModel WanTransformer3DModel::to(Device device) const {
   return m;
 }
 
-Tensor WanTransformer3DModel::forward(const WanForwardInputs& in, WanTrace* trace) const {
-  return forward(prepare(in), trace);
+Tensor WanTransformer3DModel::forward(const WanForwardInputs& in, const Context& ctx,
+                                      WanTrace* trace) const {
+  return forward(prepare(in), ctx, trace);
 }
 
 WanDeviceInputs WanTransformer3DModel::prepare(const WanForwardInputs& in) const {
@@ -423,7 +427,8 @@ WanDeviceInputs WanTransformer3DModel::prepare(const WanForwardInputs& in) const
   return out;
 }
 
-Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, WanTrace* trace) const {
+Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& ctx,
+                                      WanTrace* trace) const {
   const io::WanTransformer3DModelConfig& c = config_;
   const Weights& w = *weights_;
   const int64_t n = inner_dim();
@@ -468,10 +473,29 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, WanTrace* trace
 
   const BlockArgs args{
       timestep_proj, rope, context, context_img, c.num_attention_heads, static_cast<float>(c.eps)};
-  for (const Weights::Block& b : w.blocks) {
-    hidden = block_forward(b, hidden, args);
-    if (trace) trace->blocks.push_back(hidden);
+  BlockLoop loop;
+  loop.num_blocks = static_cast<int64_t>(w.blocks.size());
+  loop.run = [&](int64_t i, const BlockStreams& s) -> BlockStreams {
+    Tensor x = block_forward(w.blocks[i], s.hidden, args, ctx, i);
+    if (trace) trace->blocks.push_back(x);
+    return {x, Tensor(), Tensor()};
+  };
+  loop.timestep_embedding = temb;
+  loop.timestep_proj = timestep_proj;
+  {
+    // Per token: self-attention projections 4 N^2, cross-attention q / out 2 N^2, the FFN
+    // 2 N ffn_dim MACs; attention 2 S^2 N; the text (and image) keys and values once per block.
+    const double b = static_cast<double>(batch), d = static_cast<double>(n);
+    const double s = static_cast<double>(hidden.size(1)), n2 = d * d;
+    const double l = static_cast<double>(context.size(1)) +
+                     (context_img.defined() ? static_cast<double>(context_img.size(1)) : 0.0);
+    const double attn_core = 2.0 * s * s * d, qkv = 3.0 * s * n2;
+    const double per_block = s * (6.0 * n2 + 2.0 * d * static_cast<double>(c.ffn_dim)) +
+                             attn_core + 2.0 * l * n2 + 2.0 * s * l * d;
+    loop.block_flops.assign(loop.num_blocks, 2.0 * b * per_block);
+    loop.attention_flops.assign(loop.num_blocks, 2.0 * b * (qkv + attn_core));
   }
+  hidden = ctx.run_blocks(loop, {hidden, Tensor(), Tensor()}).hidden;
 
   // (scale_shift_table + temb.unsqueeze(1)).chunk(2, dim=1): shift, scale (B, 1, N) f32.
   const Tensor mod = ops::add(w.scale_shift_table, temb.unsqueeze(1).to(DType::f32));

@@ -30,6 +30,7 @@
 #include <memory>
 #include <vector>
 
+#include "mindiesd/core/context.h"
 #include "mindiesd/core/dtype.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/config.h"
@@ -95,11 +96,14 @@ class WanTransformer3DModel {
   // The noise (flow) prediction (B, out_channels, F, H, W) in dtype(). Float inputs of another
   // dtype are cast to dtype() first. InvalidArgument for inputs whose shapes disagree with
   // each other or with the config.
-  Tensor forward(const WanForwardInputs& in, WanTrace* trace = nullptr) const;
+  // `ctx`: the call's step, CFG branch and step cache (core/context.h).
+  Tensor forward(const WanForwardInputs& in, const Context& ctx = {},
+                 WanTrace* trace = nullptr) const;
   // The two halves of the above: the host part (argument checks, sinusoids, RoPE tables,
   // uploads) and the device part.
   WanDeviceInputs prepare(const WanForwardInputs& in) const;
-  Tensor forward(const WanDeviceInputs& in, WanTrace* trace = nullptr) const;
+  Tensor forward(const WanDeviceInputs& in, const Context& ctx = {},
+                 WanTrace* trace = nullptr) const;
 
   int64_t num_params() const { return num_params_; }
 
