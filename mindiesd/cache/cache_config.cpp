@@ -104,6 +104,13 @@ CacheConfig parse_cache_spec(std::string_view spec) {
       c.threshold = parse_double(method, key, v);
     } else if (tea && key == "model") {
       c.teacache_model = std::string(v);
+    } else if (tea && key == "coefficients") {  // "a;b;c", highest power first
+      c.coefficients.clear();
+      for (std::string_view left = v; !left.empty();) {
+        const size_t semi = left.find(';');
+        c.coefficients.push_back(parse_double(method, key, left.substr(0, semi)));
+        left = semi == std::string_view::npos ? std::string_view() : left.substr(semi + 1);
+      }
     } else if (tea && key == "ret_steps") {
       c.use_ret_steps = parse_bool(method, key, v);
     } else if (method == "dbcache" && key == "fn") {

@@ -46,7 +46,7 @@ struct CacheConfig {
 // "method:key=value,key=value", the --cache form:
 //   dit_block[_cache]:start=S,interval=I,end=E,blocks=A-B    (blocks A to B inclusive)
 //   attention[_cache]:start=S,interval=I,end=E,blocks=A-B
-//   teacache:thresh=T,model=M,ret_steps=0|1,taylorseer=0|1|2
+//   teacache:thresh=T,model=M,ret_steps=0|1,coefficients=A;B;C,taylorseer=0|1|2
 //   fbcache:thresh=T,warmup=W,max_cached=K,max_continuous=C,taylorseer=0|1|2
 //   dbcache:fn=F,bn=B,thresh=T,warmup=W,max_cached=K,max_continuous=C,taylorseer=0|1|2
 //   taylorseer:order=O,interval=I,warmup=W,end=E,blocks=A-B

@@ -93,7 +93,8 @@ cache::CacheConfig parse_cache(const std::string& spec) {
 
 const char* const kCacheHelp =
     "  --cache SPEC             step cache, METHOD[:key=value,...]:\n"
-    "                             teacache:thresh=T[,model=M,ret_steps=1]  (TeaCache)\n"
+    "                             teacache:thresh=T[,model=M,ret_steps=1,\n"
+    "                                      coefficients=A;B;...]        (TeaCache)\n"
     "                             fbcache:thresh=T[,warmup=W]              (First-Block cache)\n"
     "                             dbcache:fn=F,bn=B,thresh=T[,warmup=W,max_cached=K,\n"
     "                                     max_continuous=C,taylorseer=1|2] (DBCache)\n"
