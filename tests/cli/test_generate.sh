@@ -45,6 +45,16 @@ cmp -s "$tmp/one.png" "$tmp/again.png" || fail "same seed gave different images"
   fail "batch run failed"
 for i in 0 1 2 3; do [[ -f "$tmp/batch-$i.png" ]] || fail "batch-$i.png missing"; done
 
+# A step cache: the summary reports both CFG branches, the FLOP saved and the memory held.
+"$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 8 \
+  --size 32x32 --max-sequence-length 16 --negative-prompt "" --true-cfg 3 \
+  --cache dit_block:start=2,interval=2,blocks=1-2 --out "$tmp/cached.png" --quiet \
+  >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "cached run failed"; }
+[[ "$(png_size "$tmp/cached.png")" == "32x32" ]] || fail "cached.png is $(png_size "$tmp/cached.png")"
+grep -q "cond: 5 steps computed, 3 cached  \[CCC-C-C-\]" "$tmp/stderr" || fail "cond line: $(cat "$tmp/stderr")"
+grep -q "uncond: 5 steps computed, 3 cached" "$tmp/stderr" || fail "no uncond line: $(cat "$tmp/stderr")"
+grep -q "FLOP saved .*cache holds" "$tmp/stderr" || fail "no FLOP / memory line: $(cat "$tmp/stderr")"
+
 # Bad requests: exit code and a message naming the problem, no output file.
 expect_fail() {
   local code="$1" needle="$2"; shift 2
@@ -67,6 +77,11 @@ expect_fail 2 "--prompt TEXT is required" --model "$model"
 expect_fail 2 "not a number" --model "$model" --prompt "x" --steps many
 expect_fail 2 "expected WxH" --model "$model" --prompt "x" --size 32
 expect_fail 2 "--device: cpu, cuda or cuda:N" --model "$model" --prompt "x" --device tpu
+expect_fail 2 "unknown method 'fastcache'" --model "$model" --prompt "x" --cache fastcache
+expect_fail 2 "teacache: unknown key 'tresh'" --model "$model" --prompt "x" --cache teacache:tresh=1
+expect_fail 2 "step_interval 0" --model "$model" --prompt "x" --cache dit_block:interval=0
+expect_fail 1 "fn 4 + bn 0 leave no block" --model "$model" --prompt "x" --size 32x32 \
+  --cache dbcache:fn=4
 if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU: asking for one is a clear runtime error
   expect_fail 1 "cuda" --model "$model" --prompt "x" --size 32x32 --device cuda
 fi

@@ -38,6 +38,12 @@ run --frames 5 --out "$tmp/frames/" --quiet >/dev/null 2>&1 || fail "png-frames 
 run --frames 1 --num-videos 2 --out "$tmp/n.mp4" --quiet >/dev/null 2>&1 || fail "batch run failed"
 [[ -s "$tmp/n-0.mp4" && -s "$tmp/n-1.mp4" ]] || fail "batch files: $(ls "$tmp")"
 
+# A step cache on video: both CFG branches reported.
+run --frames 5 --steps 6 --cache dit_block:start=2,interval=2 --out "$tmp/c.gif" --quiet \
+  >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "cached run failed"; }
+grep -q "cond: 4 steps computed, 2 cached  \[CCC-C-\]" "$tmp/err" || fail "cond line: $(cat "$tmp/err")"
+grep -q "uncond: 4 steps computed, 2 cached" "$tmp/err" || fail "no uncond line: $(cat "$tmp/err")"
+
 expect_fail() {  # exit code, message regex, args...
   local code="$1" msg="$2"
   shift 2
@@ -52,6 +58,7 @@ expect_fail() {  # exit code, message regex, args...
 expect_fail 1 "num_frames must be 4k + 1" --frames 8
 expect_fail 1 "not a multiple of 16x16" --frames 5 --size 40x32
 expect_fail 2 "not a number" --frames many
+expect_fail 2 "max_continuous / max_cached\|must be -1" --cache fbcache:max_cached=-2
 expect_fail 2 "--fps must be in" --fps 0
 expect_fail 2 "unknown option '--true-cfg'" --true-cfg 2
 set +e
