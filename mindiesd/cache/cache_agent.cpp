@@ -329,7 +329,7 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
     m.loop = nullptr;
     if (b.reused) mark = '-';
   } else {
-    const BlockStreams in = s;
+    const Tensor input = b.diff ? s.hidden : Tensor();  // FBCache / DBCache: H_in
     run(0, lo);
     const bool ready = b.hidden.ready() && b.hidden.shape() == s.hidden.shape() &&
                        (hi == n || !s.encoder.defined() ||
@@ -338,7 +338,7 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
     if (b.teacache) {
       reuse = b.teacache->reuse(m.indicator(loop), step, ctx.num_steps, ready);
     } else if (b.diff) {
-      reuse = b.diff->reuse(ops::sub(s.hidden, in.hidden), step, ready);
+      reuse = b.diff->reuse(ops::sub(s.hidden, input), step, ready);
     } else {
       reuse = ready && StepRule{c}.reuses(step);
     }
