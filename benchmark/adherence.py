@@ -57,6 +57,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -216,8 +217,18 @@ def diffusers_engine(model, steps, cfg, dtype):
     return generate
 
 
-def mindiesd_engine(binary, model, steps, cfg, dtype, tmp):
-    """generate(prompts, seed) -> uint8 images, one `mindiesd generate` process per call."""
+def denoising_seconds(stderr):
+    """The "denoising N s" figure of `mindiesd generate`'s summary on stderr."""
+    m = re.search(r"\bdenoising ([0-9.]+)s", stderr)
+    if not m:
+        sys.exit(f"no denoising time in mindiesd's summary:\n{stderr}")
+    return float(m.group(1))
+
+
+def mindiesd_engine(binary, model, steps, cfg, dtype, tmp, extra_args=(), report=False):
+    """generate(prompts, seed) -> uint8 images, one `mindiesd generate` process per call;
+    `extra_args` are added to its command line (e.g. ["--cache", SPEC]); with `report` it returns
+    (images, denoising seconds, the process's stderr) instead."""
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -229,14 +240,16 @@ def mindiesd_engine(binary, model, steps, cfg, dtype, tmp):
                str(steps), "--negative-prompt", "", "--true-cfg", str(cfg),
                "--max-sequence-length", str(MAX_SEQ), "--latents", lat, "--quiet", "--dtype", dtype,
                "--out", os.path.join(work, "m.png")]
+        cmd += list(extra_args)
         for p in prompts:
             cmd += ["--prompt", p]
         # captured: its timing lines on stderr would break up the JSON lines
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode:
             sys.exit(f"mindiesd generate failed ({run.returncode}):\n{run.stderr}")
-        return np.stack([np.array(Image.open(os.path.join(work, f"m-{i}.png")))
-                         for i in range(len(prompts))])
+        images = np.stack([np.array(Image.open(os.path.join(work, f"m-{i}.png")))
+                           for i in range(len(prompts))])
+        return (images, denoising_seconds(run.stderr), run.stderr) if report else images
     return generate
 
 

@@ -29,6 +29,7 @@
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/wan/wan_transformer.h"
 #include "peer.h"
+#include "random_flux.h"
 
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
@@ -97,47 +98,13 @@ double time_cuda(F&& fn, int reps) {
 models::FluxTransformer2DModel random_flux(const Device& gpu) {
   io::FluxTransformer2DModelConfig c;  // FLUX.1-dev: 19 + 38 blocks, 24 x 128 heads
   c.guidance_embeds = true;
-  const int64_t n = c.num_attention_heads * c.attention_head_dim, d = c.attention_head_dim;
-  std::map<std::string, Tensor> w;
   uint64_t seed = 100;
-  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-    w[name + ".weight"] =
-        ops::affine(ops::randn({out, in}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
-    w[name + ".bias"] = ops::affine(ops::randn({out}, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
-  };
-  auto norm = [&](const std::string& name) { w[name] = ops::full({d}, 1.0, DType::bf16, gpu); };
-  lin("x_embedder", n, c.in_channels);
-  lin("context_embedder", n, c.joint_attention_dim);
-  for (const char* e : {"timestep_embedder", "guidance_embedder"}) {
-    lin(std::string("time_text_embed.") + e + ".linear_1", n, 256);
-    lin(std::string("time_text_embed.") + e + ".linear_2", n, n);
-  }
-  lin("time_text_embed.text_embedder.linear_1", n, c.pooled_projection_dim);
-  lin("time_text_embed.text_embedder.linear_2", n, n);
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "transformer_blocks." + std::to_string(i) + ".";
-    lin(p + "norm1.linear", 6 * n, n);
-    lin(p + "norm1_context.linear", 6 * n, n);
-    for (const char* l : {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
-                          "add_v_proj", "to_add_out"})
-      lin(p + "attn." + l, n, n);
-    for (const char* l : {"norm_q", "norm_k", "norm_added_q", "norm_added_k"})
-      norm(p + "attn." + l + ".weight");
-    for (const char* f : {"ff", "ff_context"}) {
-      lin(p + f + ".net.0.proj", 4 * n, n);
-      lin(p + f + ".net.2", n, 4 * n);
-    }
-  }
-  for (int64_t i = 0; i < c.num_single_layers; ++i) {
-    const std::string p = "single_transformer_blocks." + std::to_string(i) + ".";
-    lin(p + "norm.linear", 3 * n, n);
-    for (const char* l : {"to_q", "to_k", "to_v"}) lin(p + "attn." + l, n, n);
-    for (const char* l : {"norm_q", "norm_k"}) norm(p + "attn." + l + ".weight");
-    lin(p + "proj_mlp", 4 * n, n);
-    lin(p + "proj_out", n, 5 * n);
-  }
-  lin("norm_out.linear", 2 * n, n);
-  lin("proj_out", c.in_channels, n);
+  std::map<std::string, Tensor> w = bench::random_flux_state_dict(
+      c,
+      [&](const Shape& shape) {
+        return ops::affine(ops::randn(shape, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+      },
+      gpu);
   return models::FluxTransformer2DModel::from_weights(
              c, io::WeightStore::from_tensors(std::move(w)), DType::bf16)
       .to(gpu);

@@ -1,0 +1,62 @@
+// The diffusers state dict of a FluxTransformer2DModel with random weights, for benchmarks that
+// run the real width without the real checkpoint: every linear's weight and bias comes from
+// `draw(shape)`, every QK RMSNorm weight is 1; in bf16 on `device`.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "mindiesd/core/ops.h"
+#include "mindiesd/core/tensor.h"
+#include "mindiesd/io/config.h"
+
+namespace mindiesd::bench {
+
+inline std::map<std::string, Tensor> random_flux_state_dict(
+    const io::FluxTransformer2DModelConfig& c, const std::function<Tensor(const Shape&)>& draw,
+    Device device = Device::cpu()) {
+  const int64_t n = c.num_attention_heads * c.attention_head_dim, d = c.attention_head_dim;
+  std::map<std::string, Tensor> w;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    w[name + ".weight"] = draw({out, in});
+    w[name + ".bias"] = draw({out});
+  };
+  auto norm = [&](const std::string& name) { w[name] = ops::full({d}, 1.0, DType::bf16, device); };
+  lin("x_embedder", n, c.in_channels);
+  lin("context_embedder", n, c.joint_attention_dim);
+  for (const char* e : {"timestep_embedder", "guidance_embedder"}) {
+    if (!c.guidance_embeds && std::string(e) == "guidance_embedder") continue;
+    lin(std::string("time_text_embed.") + e + ".linear_1", n, 256);
+    lin(std::string("time_text_embed.") + e + ".linear_2", n, n);
+  }
+  lin("time_text_embed.text_embedder.linear_1", n, c.pooled_projection_dim);
+  lin("time_text_embed.text_embedder.linear_2", n, n);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "transformer_blocks." + std::to_string(i) + ".";
+    lin(p + "norm1.linear", 6 * n, n);
+    lin(p + "norm1_context.linear", 6 * n, n);
+    for (const char* l : {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
+                          "add_v_proj", "to_add_out"})
+      lin(p + "attn." + l, n, n);
+    for (const char* l : {"norm_q", "norm_k", "norm_added_q", "norm_added_k"})
+      norm(p + "attn." + l + ".weight");
+    for (const char* f : {"ff", "ff_context"}) {
+      lin(p + f + ".net.0.proj", 4 * n, n);
+      lin(p + f + ".net.2", n, 4 * n);
+    }
+  }
+  for (int64_t i = 0; i < c.num_single_layers; ++i) {
+    const std::string p = "single_transformer_blocks." + std::to_string(i) + ".";
+    lin(p + "norm.linear", 3 * n, n);
+    for (const char* l : {"to_q", "to_k", "to_v"}) lin(p + "attn." + l, n, n);
+    for (const char* l : {"norm_q", "norm_k"}) norm(p + "attn." + l + ".weight");
+    lin(p + "proj_mlp", 4 * n, n);
+    lin(p + "proj_out", n, 5 * n);
+  }
+  lin("norm_out.linear", 2 * n, n);
+  lin("proj_out", c.patch_size * c.patch_size * c.in_channels, n);
+  return w;
+}
+
+}  // namespace mindiesd::bench
