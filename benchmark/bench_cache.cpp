@@ -63,13 +63,13 @@
 #include <vector>
 
 #include "machine_peak.h"
-#include "random_flux.h"
 #include "mindiesd/cache/cache_agent.h"
 #include "mindiesd/core/context.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/wan/wan_transformer.h"
+#include "random_flux.h"
 
 namespace {
 
@@ -152,13 +152,13 @@ models::WanTransformer3DModel random_wan_1_3b(int64_t layers) {
   }
   w["scale_shift_table"] = rnd({1, 2, n});
   lin("proj_out", c.out_channels * 4, n);
-  return models::WanTransformer3DModel::from_weights(
-      c, io::WeightStore::from_tensors(std::move(w)), DType::bf16);
+  return models::WanTransformer3DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
+                                                     DType::bf16);
 }
 
 // One model under test: its forward with a given Context, and what the table prints about it.
 struct Subject {
-  std::string name, shape;   // "flux", "1 double + 2 single blocks, 4096 + 512 tokens"
+  std::string name, shape;  // "flux", "1 double + 2 single blocks, 4096 + 512 tokens"
   int64_t num_blocks = 0;
   std::string teacache_model;
   std::function<void(const Context&)> forward;
@@ -193,10 +193,9 @@ Method make_method(const std::string& name, const Subject& m) {
     c.step_interval = 2;
     c.block_start = 1;
     c.block_end = std::max<int64_t>(2, m.num_blocks - 1);
-    r.label = c.block_end - c.block_start == 1
-                  ? "dit_block " + std::to_string(c.block_start)
-                  : "dit_block " + std::to_string(c.block_start) + "-" +
-                        std::to_string(c.block_end - 1);
+    r.label = c.block_end - c.block_start == 1 ? "dit_block " + std::to_string(c.block_start)
+                                               : "dit_block " + std::to_string(c.block_start) +
+                                                     "-" + std::to_string(c.block_end - 1);
     r.last_step = 1;
     r.cached_step = 1;
   } else if (name == "attention") {
@@ -224,8 +223,8 @@ Method make_method(const std::string& name, const Subject& m) {
 
 struct Row {
   std::string model, method, pattern;
-  double computed_s = 0, cached_s = 0;  // cached_s < 0: none
-  double held = 0, peak_held = 0;       // bytes
+  double computed_s = 0, cached_s = 0;          // cached_s < 0: none
+  double held = 0, peak_held = 0;               // bytes
   double flops_computed = 0, flops_cached = 0;  // block FLOPs of the two timed calls
 };
 
@@ -250,8 +249,8 @@ Row run_method(const Subject& m, const Method& method, int repeats) {
       m.forward(ctx);
       const double s = bench::seconds_since(t0);
       const cache::CacheStats after = agent ? agent->stats() : cache::CacheStats{};
-      const double done = (after.flops_total - before.flops_total) -
-                          (after.flops_saved - before.flops_saved);
+      const double done =
+          (after.flops_total - before.flops_total) - (after.flops_saved - before.flops_saved);
       if (step == method.computed_step) {
         computed.push_back(s);
         row.flops_computed = done;
@@ -321,9 +320,10 @@ int main(int argc, char** argv) {
   }
 
   const double peak = bench::peak_bf16_flops();
-  std::printf("step-cache cost per transformer call, bf16, batch 1, CPU; measured bf16 peak %.0f "
-              "GFLOP/s\n",
-              peak / 1e9);
+  std::printf(
+      "step-cache cost per transformer call, bf16, batch 1, CPU; measured bf16 peak %.0f "
+      "GFLOP/s\n",
+      peak / 1e9);
   std::fflush(stdout);
 
   std::vector<Row> rows;
@@ -363,11 +363,11 @@ int main(int argc, char** argv) {
       m.name = "wan";
       m.num_blocks = wan_blocks;
       m.teacache_model = "wan2.1-t2v-1.3b";
-      m.shape = "Wan2.1-T2V-1.3B width (1536 = 12 x 128, FFN 8960), " +
-                std::to_string(wan_blocks) + " blocks, 832x480 x " + std::to_string(frames) +
-                " frames: " + std::to_string(f) + "x" + std::to_string(h / 2) + "x" +
-                std::to_string(w / 2) + " = " + std::to_string(f * (h / 2) * (w / 2)) +
-                " video + " + std::to_string(kTextTokens) + " text tokens";
+      m.shape = "Wan2.1-T2V-1.3B width (1536 = 12 x 128, FFN 8960), " + std::to_string(wan_blocks) +
+                " blocks, 832x480 x " + std::to_string(frames) + " frames: " + std::to_string(f) +
+                "x" + std::to_string(h / 2) + "x" + std::to_string(w / 2) + " = " +
+                std::to_string(f * (h / 2) * (w / 2)) + " video + " + std::to_string(kTextTokens) +
+                " text tokens";
       m.forward = [&](const Context& ctx) { (void)wan->forward(wan_in, ctx); };
     } else {
       std::fprintf(stderr, "bench_cache: unknown model %s (flux or wan)\n", model.c_str());
@@ -400,8 +400,8 @@ int main(int argc, char** argv) {
   std::printf("\n");
   for (const std::string& n : notes) std::printf("%s\n", n.c_str());
   const char* const kHead = "%-5s %-14s %8s | %12s %10s %7s | %13s | %15s | %6s\n";
-  std::printf(kHead, "model", "method", "pattern", "computed ms", "cached ms", "ratio",
-              "cache MiB", "GFLOP comp/cach", "%peak");
+  std::printf(kHead, "model", "method", "pattern", "computed ms", "cached ms", "ratio", "cache MiB",
+              "GFLOP comp/cach", "%peak");
   for (const Row& r : rows) {
     char cached[32] = "-", ratio[32] = "-", mib[48] = "-", gflop[48], pct[16] = "-";
     if (r.cached_s >= 0) {

@@ -40,7 +40,8 @@ struct StepRule {
              c.block_start >= num_blocks || c.block_end == c.block_start || c.step_interval == 1);
   }
   bool reuses(int64_t step) const {
-    return step >= c.step_start && step < c.step_end && (step - c.step_start) % c.step_interval != 0;
+    return step >= c.step_start && step < c.step_end &&
+           (step - c.step_start) % c.step_interval != 0;
   }
   bool stores(int64_t step) const { return step >= c.step_start && step < c.step_end; }
 };
@@ -114,8 +115,10 @@ class TeaCacheRule {
       acc_ = 0.0;
     } else {
       acc_ += rescale(relative_l1(indicator, prev_));
-      if (acc_ < threshold_ && ready) reuse = true;
-      else acc_ = 0.0;
+      if (acc_ < threshold_ && ready)
+        reuse = true;
+      else
+        acc_ = 0.0;
     }
     prev_ = indicator;
     return reuse;
@@ -208,9 +211,9 @@ struct CacheAgent::Impl {
     b.hidden = ResidualForecast(c.taylorseer_order);
     b.encoder = ResidualForecast(c.taylorseer_order);
     if (c.method == "teacache") {
-      const std::vector<double> coef = c.coefficients.empty()
-                                           ? teacache_coefficients(c.teacache_model, c.use_ret_steps)
-                                           : c.coefficients;
+      const std::vector<double> coef =
+          c.coefficients.empty() ? teacache_coefficients(c.teacache_model, c.use_ret_steps)
+                                 : c.coefficients;
       b.teacache.emplace(coef, threshold(), c.use_ret_steps);
     }
     if (c.method == "fbcache" || c.method == "dbcache") b.diff.emplace(c, threshold());
@@ -218,7 +221,8 @@ struct CacheAgent::Impl {
 
   double threshold() const {
     if (c.threshold) return *c.threshold;
-    if (c.method == "teacache") return teacache_default_threshold(c.teacache_model, c.use_ret_steps);
+    if (c.method == "teacache")
+      return teacache_default_threshold(c.teacache_model, c.use_ret_steps);
     return 0.08;  // FBCache's FLUX setting and cache-dit's default residual_diff_threshold
   }
 
@@ -248,11 +252,11 @@ struct CacheAgent::Impl {
     return n;
   }
 
-  Tensor indicator(const BlockLoop& loop) const {
-    const bool modulated =
-        c.coefficients.empty() ? teacache_uses_modulated_input(c.teacache_model) : loop.modulated_input != nullptr;
+  Tensor indicator(const BlockLoop& loop, const BlockStreams& input) const {
+    const bool modulated = c.coefficients.empty() ? teacache_uses_modulated_input(c.teacache_model)
+                                                  : loop.modulated_input != nullptr;
     Tensor m;
-    if (modulated && loop.modulated_input) m = loop.modulated_input();
+    if (modulated && loop.modulated_input) m = loop.modulated_input(input);
     if (!modulated) m = c.use_ret_steps ? loop.timestep_proj : loop.timestep_embedding;
     MINDIESD_CHECK(m.defined(), InvalidArgument, "teacache: the '", c.teacache_model,
                    "' coefficients need ",
@@ -303,8 +307,8 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
     m.checked_blocks = n;
     m.checked_steps = ctx.num_steps;
   }
-  MINDIESD_CHECK(step < ctx.num_steps, InvalidArgument, c.method, ": step ", step,
-                 " is past the ", ctx.num_steps, " steps of the generation");
+  MINDIESD_CHECK(step < ctx.num_steps, InvalidArgument, c.method, ": step ", step, " is past the ",
+                 ctx.num_steps, " steps of the generation");
   Impl::Branch& b = m.branches[static_cast<size_t>(ctx.branch)];
   if (step == 0 || step <= b.last_step) m.init(b);  // a new generation
   b.last_step = step;
@@ -336,7 +340,7 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
                         (b.encoder.ready() && b.encoder.shape() == s.encoder.shape()));
     bool reuse = false;
     if (b.teacache) {
-      reuse = b.teacache->reuse(m.indicator(loop), step, ctx.num_steps, ready);
+      reuse = b.teacache->reuse(m.indicator(loop, s), step, ctx.num_steps, ready);  // s: input
     } else if (b.diff) {
       reuse = b.diff->reuse(ops::sub(s.hidden, input), step, ready);
     } else {
@@ -346,8 +350,8 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
       mark = b.hidden.forecasts() ? 'F' : '-';
       BlockStreams out;
       out.hidden = ops::add(s.hidden, b.hidden.predict(step));
-      out.encoder = hi < n && s.encoder.defined() ? ops::add(s.encoder, b.encoder.predict(step))
-                                                   : s.encoder;
+      out.encoder =
+          hi < n && s.encoder.defined() ? ops::add(s.encoder, b.encoder.predict(step)) : s.encoder;
       s = std::move(out);
       b.stats.blocks_skipped += hi - lo;
       m.flops_saved += flops(lo, hi);
@@ -366,8 +370,10 @@ BlockStreams CacheAgent::run_blocks(const Context& ctx, const BlockLoop& loop, B
     run(hi, n);
   }
   b.stats.pattern += mark;
-  if (mark == 'C') ++b.stats.steps_computed;
-  else ++b.stats.steps_cached;
+  if (mark == 'C')
+    ++b.stats.steps_computed;
+  else
+    ++b.stats.steps_cached;
   m.peak_bytes = std::max(m.peak_bytes, m.bytes_held());
   return s;
 }

@@ -22,7 +22,7 @@ struct BranchStats {
 };
 
 struct CacheStats {
-  std::array<BranchStats, 2> branch;  // indexed by CfgBranch
+  std::array<BranchStats, 2> branch;        // indexed by CfgBranch
   double flops_total = 0, flops_saved = 0;  // of the transformer blocks, as the model counts them
   int64_t bytes_held = 0, peak_bytes_held = 0;  // tensors the cache keeps between steps
 };

@@ -46,8 +46,8 @@ bool parse_bool(std::string_view method, std::string_view key, std::string_view 
 void parse_blocks(std::string_view method, std::string_view v, CacheConfig& c) {
   const size_t dash = v.find('-');
   const int64_t a = parse_int(method, "blocks", v.substr(0, dash));
-  const int64_t b = dash == std::string_view::npos ? a : parse_int(method, "blocks",
-                                                                     v.substr(dash + 1));
+  const int64_t b =
+      dash == std::string_view::npos ? a : parse_int(method, "blocks", v.substr(dash + 1));
   MINDIESD_CHECK(a >= 0 && b >= a, InvalidArgument, "--cache ", method, ": blocks '", v,
                  "' must be FIRST-LAST with 0 <= FIRST <= LAST");
   c.block_start = a;
@@ -69,9 +69,9 @@ CacheConfig parse_cache_spec(std::string_view spec) {
     c.step_interval = 5;
   }
   MINDIESD_CHECK(uses_step_rule(method) || uses_residual_diff(method) || method == "teacache",
-                 InvalidArgument, "--cache: unknown method '", method, "' (one of ", kMethods,
-                 ")");
-  std::string_view rest = colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
+                 InvalidArgument, "--cache: unknown method '", method, "' (one of ", kMethods, ")");
+  std::string_view rest =
+      colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
     const std::string_view item = rest.substr(0, comma);
@@ -165,8 +165,8 @@ void validate(const CacheConfig& c) {
                  c.bn_compute_blocks, " must not be negative");
   MINDIESD_CHECK(c.warmup_steps >= 0, InvalidArgument, m, ": warmup ", c.warmup_steps,
                  " must not be negative");
-  MINDIESD_CHECK(c.max_cached_steps >= -1 && c.max_continuous_cached_steps >= -1,
-                 InvalidArgument, m, ": max_cached / max_continuous must be -1 (no limit) or >= 0");
+  MINDIESD_CHECK(c.max_cached_steps >= -1 && c.max_continuous_cached_steps >= -1, InvalidArgument,
+                 m, ": max_cached / max_continuous must be -1 (no limit) or >= 0");
   MINDIESD_CHECK(c.taylorseer_order >= 0 && c.taylorseer_order <= 2, InvalidArgument, m,
                  ": taylorseer order ", c.taylorseer_order, " must be 0, 1 or 2");
   MINDIESD_CHECK(m != "taylorseer" || c.taylorseer_order >= 1, InvalidArgument,
@@ -209,7 +209,8 @@ std::string describe(const CacheConfig& c) {
   if (uses_residual_diff(m)) {
     o << " warmup=" << c.warmup_steps;
     if (c.max_cached_steps >= 0) o << " max_cached=" << c.max_cached_steps;
-    if (c.max_continuous_cached_steps >= 0) o << " max_continuous=" << c.max_continuous_cached_steps;
+    if (c.max_continuous_cached_steps >= 0)
+      o << " max_continuous=" << c.max_continuous_cached_steps;
   }
   if (c.taylorseer_order > 0) o << " taylorseer order " << c.taylorseer_order;
   return o.str();

@@ -31,8 +31,9 @@ struct CacheConfig {
   // teacache: the coefficient table ("flux", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b",
   // "wan2.1-i2v-480p", "wan2.1-i2v-720p"); empty: chosen by the pipeline from the model.
   std::string teacache_model;
-  std::vector<double> coefficients;  // explicit polynomial, highest power first (replaces the table)
-  bool use_ret_steps = false;        // teacache on Wan: the e0 indicator, first 5 steps computed
+  std::vector<double>
+      coefficients;            // explicit polynomial, highest power first (replaces the table)
+  bool use_ret_steps = false;  // teacache on Wan: the e0 indicator, first 5 steps computed
   // fbcache / dbcache: Fn blocks always computed (their residual is the indicator), Bn tail
   // blocks always computed; the blocks between are cached.
   int64_t fn_compute_blocks = 1, bn_compute_blocks = 0;

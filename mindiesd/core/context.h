@@ -35,9 +35,10 @@ struct BlockLoop {
   std::function<BlockStreams(int64_t block, const BlockStreams&)> run;
   // TeaCache's indicators (Liu et al. 2024, "Timestep Embedding Tells"): block 0's
   // timestep-modulated input (FLUX: transformer_blocks[0].norm1(hidden, temb)), computed on
-  // demand; and the timestep embedding and its modulation projection (Wan: temb and
-  // timestep_proj, "e" and "e0" in the reference code). Undefined where a family has none.
-  std::function<Tensor()> modulated_input;
+  // demand from the loop's input streams; and the timestep embedding and its modulation projection
+  // (Wan: temb and timestep_proj, "e" and "e0" in the reference code). Undefined where a family has
+  // none.
+  std::function<Tensor(const BlockStreams& input)> modulated_input;
   Tensor timestep_embedding, timestep_proj;
   // FLOPs (2 per multiply-add) of each block at this call's sizes, and the part of it a
   // reused attention output saves; for the caches' reports.

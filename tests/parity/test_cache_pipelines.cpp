@@ -109,10 +109,13 @@ class WanCache : public ::testing::TestWithParam<const char*> {
 };
 
 // Settings that cache nothing: the plain path, bit for bit.
-const char* const kNothingCached[] = {
-    "dit_block:interval=1",         "attention:interval=1",      "teacache:thresh=0",
-    "fbcache:thresh=0",             "dbcache:fn=1,bn=0,thresh=0", "dit_block:start=100,interval=2",
-    "taylorseer:order=2,interval=1"};
+const char* const kNothingCached[] = {"dit_block:interval=1",
+                                      "attention:interval=1",
+                                      "teacache:thresh=0",
+                                      "fbcache:thresh=0",
+                                      "dbcache:fn=1,bn=0,thresh=0",
+                                      "dit_block:start=100,interval=2",
+                                      "taylorseer:order=2,interval=1"};
 
 // Bounds on the output in [0, 1]: the PSNR measured when they were set (f32, this machine)
 // minus 6 dB and twice the measured max-abs difference; for Wan the worse of T2V and I2V.
@@ -125,8 +128,8 @@ void expect_close_and_cached(const Output& plain, const Output& cached, const Ca
   SCOPED_TRACE(c.spec);
   ASSERT_TRUE(cached.stats.has_value());
   for (int b = 0; b < 2; ++b) {
-    EXPECT_GT(cached.stats->branch[b].steps_cached, 0) << "branch " << b << " cached nothing: "
-                                                       << cached.stats->branch[b].pattern;
+    EXPECT_GT(cached.stats->branch[b].steps_cached, 0)
+        << "branch " << b << " cached nothing: " << cached.stats->branch[b].pattern;
   }
   EXPECT_GT(cached.stats->flops_saved, 0.0);
   const double p = psnr(cached.pixels, plain.pixels), m = max_abs(cached.pixels, plain.pixels);

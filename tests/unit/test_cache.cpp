@@ -57,7 +57,8 @@ struct Synthetic {
       if (attention) {
         const Tensor a = ctx.cached_attention(i, [&] {
           ++attention_computes;
-          return ops::full({1, 2, 4}, 1000.0f * static_cast<float>(i + 1) + static_cast<float>(step),
+          return ops::full({1, 2, 4},
+                           1000.0f * static_cast<float>(i + 1) + static_cast<float>(step),
                            DType::f32);
         });
         h = ops::add(h, a);
@@ -66,7 +67,9 @@ struct Synthetic {
       if (s.encoder.defined()) out.encoder = ops::affine(s.encoder, 1.0f, 2.0f * d);
       return out;
     };
-    loop.modulated_input = [&] { return ops::full({1, 2, 4}, indicator(step), DType::f32); };
+    loop.modulated_input = [&](const BlockStreams&) {
+      return ops::full({1, 2, 4}, indicator(step), DType::f32);
+    };
     loop.timestep_embedding = ops::full({1, 4}, indicator(step), DType::f32);
     loop.block_flops.assign(n, 10.0);
     loop.attention_flops.assign(n, 4.0);
@@ -98,8 +101,9 @@ TEST(CacheSpec, ParsesTheExamplesAndTheSuiteNames) {
   EXPECT_EQ(c.step_interval, 2);
   EXPECT_EQ(c.block_start, 1);
   EXPECT_EQ(c.block_end, 6);  // inclusive on the command line, half-open in the config
-  c = parse_cache_spec("dit_block_cache:step_start=1,step_interval=3,step_end=7,block_start=2,"
-                       "block_end=4,blocks_count=6,steps_count=10");
+  c = parse_cache_spec(
+      "dit_block_cache:step_start=1,step_interval=3,step_end=7,block_start=2,"
+      "block_end=4,blocks_count=6,steps_count=10");
   EXPECT_EQ(c.step_end, 7);
   EXPECT_EQ(c.block_end, 4);
   EXPECT_EQ(c.blocks_count, 6);
@@ -192,10 +196,10 @@ TEST(CacheAgent, SingleBlockRangeFormsItsResidual) {
 
 TEST(CacheAgent, BypassIsThePlainLoop) {
   for (const char* spec :
-       {"dit_block:interval=1", "dit_block:start=10,interval=2", "dit_block:start=3,end=3,interval=2",
-        "dit_block:interval=2,blocks=6-9", "dit_block:interval=2,block_start=2,block_end=2",
-        "attention:interval=1", "teacache:thresh=0,model=flux", "fbcache:thresh=0",
-        "dbcache:fn=1,bn=1,thresh=0"}) {
+       {"dit_block:interval=1", "dit_block:start=10,interval=2",
+        "dit_block:start=3,end=3,interval=2", "dit_block:interval=2,blocks=6-9",
+        "dit_block:interval=2,block_start=2,block_end=2", "attention:interval=1",
+        "teacache:thresh=0,model=flux", "fbcache:thresh=0", "dbcache:fn=1,bn=1,thresh=0"}) {
     Synthetic s;
     s.attention = true;
     s.delta = [](int64_t i, int64_t step) { return 0.25f * static_cast<float>(i + step); };

@@ -125,8 +125,6 @@ std::optional<std::string> apply_model_defaults(const fs::path& folder, FluxRequ
 
 }  // namespace
 
-
-
 const char* generate_help() { return help_text(); }
 
 int cmd_generate(const std::vector<std::string>& args) {

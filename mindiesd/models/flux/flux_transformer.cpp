@@ -501,11 +501,11 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
     return out;
   };
   // TeaCache's indicator: transformer_blocks[0].norm1(hidden, temb)'s modulated image tokens.
-  loop.modulated_input = [&] {
+  loop.modulated_input = [&](const BlockStreams& input) {
     const Lin& norm = nd > 0 ? w.doubles[0].norm1 : w.singles[0].norm;
     const std::vector<Tensor> m =
         ops::chunk(layer::linear(silu_temb, norm.w, norm.b), nd > 0 ? 6 : 3, 1);
-    return layer::layernorm_scale_shift(hidden, m[1], m[0], kEps);
+    return layer::layernorm_scale_shift(input.hidden, m[1], m[0], kEps);
   };
   {
     const double b = static_cast<double>(in.hidden_states.size(0)), n = inner_dim();
@@ -519,7 +519,7 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
       loop.attention_flops.push_back(2.0 * b * (qkv + attn_core));
     }
   }
-  const BlockStreams out = ctx.run_blocks(loop, {hidden, context, Tensor()});
+  const BlockStreams out = ctx.run_blocks(loop, {std::move(hidden), std::move(context), Tensor()});
   // AdaLayerNormContinuous(elementwise_affine=False): `scale, shift = emb.chunk(2, 1)`.
   const Tensor emb = layer::linear(silu_temb, w.norm_out.w, w.norm_out.b);
   const std::vector<Tensor> m = ops::chunk(emb, 2, 1);

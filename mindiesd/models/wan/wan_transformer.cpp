@@ -495,7 +495,7 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& 
     loop.block_flops.assign(loop.num_blocks, 2.0 * b * per_block);
     loop.attention_flops.assign(loop.num_blocks, 2.0 * b * (qkv + attn_core));
   }
-  hidden = ctx.run_blocks(loop, {hidden, Tensor(), Tensor()}).hidden;
+  hidden = ctx.run_blocks(loop, {std::move(hidden), Tensor(), Tensor()}).hidden;
 
   // (scale_shift_table + temb.unsqueeze(1)).chunk(2, dim=1): shift, scale (B, 1, N) f32.
   const Tensor mod = ops::add(w.scale_shift_table, temb.unsqueeze(1).to(DType::f32));
