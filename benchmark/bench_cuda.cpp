@@ -29,7 +29,7 @@
 #include "mindiesd/models/flux/flux_transformer.h"
 #include "mindiesd/models/wan/wan_transformer.h"
 #include "peer.h"
-#include "random_flux.h"
+#include "random_weights.h"
 
 #if defined(MINDIESD_CUDA)
 #include <cuda_runtime_api.h>
@@ -177,39 +177,13 @@ models::WanTransformer3DModel random_wan_1_3b(const Device& gpu) {
   c.num_attention_heads = 12;
   c.ffn_dim = 8960;
   c.num_layers = 30;
-  const int64_t n = c.num_attention_heads * c.attention_head_dim;
-  std::map<std::string, Tensor> w;
   uint64_t seed = 500;
-  auto rnd = [&](const Shape& shape) {
-    return ops::affine(ops::randn(shape, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
-  };
-  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
-    w[name + ".weight"] = rnd({out, in});
-    w[name + ".bias"] = rnd({out});
-  };
-  auto ones = [&](const std::string& name) { w[name] = ops::full({n}, 1.0, DType::bf16, gpu); };
-  w["patch_embedding.weight"] = rnd({n, c.in_channels, 1, 2, 2});
-  w["patch_embedding.bias"] = rnd({n});
-  lin("condition_embedder.time_embedder.linear_1", n, c.freq_dim);
-  lin("condition_embedder.time_embedder.linear_2", n, n);
-  lin("condition_embedder.time_proj", 6 * n, n);
-  lin("condition_embedder.text_embedder.linear_1", n, c.text_dim);
-  lin("condition_embedder.text_embedder.linear_2", n, n);
-  for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "blocks." + std::to_string(i) + ".";
-    for (const char* a : {"attn1.", "attn2."}) {
-      for (const char* l : {"to_q", "to_k", "to_v", "to_out.0"}) lin(p + a + l, n, n);
-      ones(p + a + "norm_q.weight");
-      ones(p + a + "norm_k.weight");
-    }
-    ones(p + "norm2.weight");
-    w[p + "norm2.bias"] = rnd({n});
-    lin(p + "ffn.net.0.proj", c.ffn_dim, n);
-    lin(p + "ffn.net.2", n, c.ffn_dim);
-    w[p + "scale_shift_table"] = rnd({1, 6, n});
-  }
-  w["scale_shift_table"] = rnd({1, 2, n});
-  lin("proj_out", c.out_channels * 4, n);
+  std::map<std::string, Tensor> w = bench::random_wan_state_dict(
+      c,
+      [&](const Shape& shape) {
+        return ops::affine(ops::randn(shape, seed++, 0, DType::bf16, gpu), 0.02f, 0.0f);
+      },
+      gpu);
   return models::WanTransformer3DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
                                                      DType::bf16)
       .to(gpu);

@@ -1,6 +1,7 @@
-// The diffusers state dict of a FluxTransformer2DModel with random weights, for benchmarks that
-// run the real width without the real checkpoint: every linear's weight and bias comes from
-// `draw(shape)`, every QK RMSNorm weight is 1; in bf16 on `device`.
+// The diffusers state dicts of a FluxTransformer2DModel and a WanTransformer3DModel with random
+// weights, for benchmarks that run the real width without the real checkpoint: every weight and
+// bias comes from `draw(shape)`, every QK RMSNorm weight (and Wan's norm2 weight) is 1; in bf16
+// on `device`.
 #pragma once
 
 #include <functional>
@@ -56,6 +57,41 @@ inline std::map<std::string, Tensor> random_flux_state_dict(
   }
   lin("norm_out.linear", 2 * n, n);
   lin("proj_out", c.patch_size * c.patch_size * c.in_channels, n);
+  return w;
+}
+
+inline std::map<std::string, Tensor> random_wan_state_dict(
+    const io::WanTransformer3DModelConfig& c, const std::function<Tensor(const Shape&)>& draw,
+    Device device = Device::cpu()) {
+  const int64_t n = c.num_attention_heads * c.attention_head_dim;
+  std::map<std::string, Tensor> w;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    w[name + ".weight"] = draw({out, in});
+    w[name + ".bias"] = draw({out});
+  };
+  auto ones = [&](const std::string& name) { w[name] = ops::full({n}, 1.0, DType::bf16, device); };
+  w["patch_embedding.weight"] = draw({n, c.in_channels, 1, 2, 2});
+  w["patch_embedding.bias"] = draw({n});
+  lin("condition_embedder.time_embedder.linear_1", n, c.freq_dim);
+  lin("condition_embedder.time_embedder.linear_2", n, n);
+  lin("condition_embedder.time_proj", 6 * n, n);
+  lin("condition_embedder.text_embedder.linear_1", n, c.text_dim);
+  lin("condition_embedder.text_embedder.linear_2", n, n);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    for (const char* a : {"attn1.", "attn2."}) {
+      for (const char* l : {"to_q", "to_k", "to_v", "to_out.0"}) lin(p + a + l, n, n);
+      ones(p + a + "norm_q.weight");
+      ones(p + a + "norm_k.weight");
+    }
+    ones(p + "norm2.weight");
+    w[p + "norm2.bias"] = draw({n});
+    lin(p + "ffn.net.0.proj", c.ffn_dim, n);
+    lin(p + "ffn.net.2", n, c.ffn_dim);
+    w[p + "scale_shift_table"] = draw({1, 6, n});
+  }
+  w["scale_shift_table"] = draw({1, 2, n});
+  lin("proj_out", c.out_channels * 4, n);
   return w;
 }
 
