@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "mindiesd/cache/cache_config.h"
 #include "mindiesd/core/ops.h"
 #include "mindiesd/io/png.h"
@@ -41,16 +42,6 @@ double psnr(const Tensor& a, const Tensor& b) {
     se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
   }
   return se == 0 ? INFINITY : 10.0 * std::log10(static_cast<double>(x.size()) / se);
-}
-
-double max_abs(const Tensor& a, const Tensor& b) {
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double d = std::fabs(static_cast<double>(x[i]) - y[i]);
-    m = std::isfinite(d) ? std::max(m, d) : INFINITY;
-  }
-  return m;
 }
 
 class FluxCache : public ::testing::Test {
@@ -132,7 +123,8 @@ void expect_close_and_cached(const Output& plain, const Output& cached, const Ca
         << "branch " << b << " cached nothing: " << cached.stats->branch[b].pattern;
   }
   EXPECT_GT(cached.stats->flops_saved, 0.0);
-  const double p = psnr(cached.pixels, plain.pixels), m = max_abs(cached.pixels, plain.pixels);
+  const double p = psnr(cached.pixels, plain.pixels),
+               m = test::max_abs_diff(cached.pixels, plain.pixels);
   std::printf("  %-40s PSNR %6.2f dB  max-abs %.4f  [%s | %s]\n", c.spec, p, m,
               cached.stats->branch[0].pattern.c_str(), cached.stats->branch[1].pattern.c_str());
   EXPECT_GE(p, c.min_psnr);
