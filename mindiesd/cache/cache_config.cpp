@@ -1,11 +1,11 @@
 #include "mindiesd/cache/cache_config.h"
 
-#include <charconv>
 #include <cmath>
 #include <sstream>
 
 #include "mindiesd/cache/teacache.h"
 #include "mindiesd/core/error.h"
+#include "mindiesd/core/spec.h"
 
 namespace mindiesd::cache {
 
@@ -20,28 +20,8 @@ bool uses_step_rule(const std::string& m) {
 bool uses_residual_diff(const std::string& m) { return m == "fbcache" || m == "dbcache"; }
 
 int64_t parse_int(std::string_view method, std::string_view key, std::string_view v) {
-  int64_t x = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  MINDIESD_CHECK(ec == std::errc() && end == v.data() + v.size(), InvalidArgument, "--cache ",
-                 method, ": ", key, " must be an integer, got '", v, "'");
-  return x;
+  return spec_int("--cache", method, key, v);
 }
-
-double parse_double(std::string_view method, std::string_view key, std::string_view v) {
-  double x = 0;
-  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  MINDIESD_CHECK(ec == std::errc() && end == v.data() + v.size() && std::isfinite(x),
-                 InvalidArgument, "--cache ", method, ": ", key, " must be a number, got '", v,
-                 "'");
-  return x;
-}
-
-bool parse_bool(std::string_view method, std::string_view key, std::string_view v) {
-  if (v == "1" || v == "true" || v == "on") return true;
-  if (v == "0" || v == "false" || v == "off") return false;
-  MINDIESD_THROW(InvalidArgument, "--cache ", method, ": ", key, " must be 0 or 1, got '", v, "'");
-}
-
 // "A-B" (inclusive) -> [A, B + 1); "A" -> [A, A + 1).
 void parse_blocks(std::string_view method, std::string_view v, CacheConfig& c) {
   const size_t dash = v.find('-');
@@ -70,16 +50,8 @@ CacheConfig parse_cache_spec(std::string_view spec) {
   }
   MINDIESD_CHECK(uses_step_rule(method) || uses_residual_diff(method) || method == "teacache",
                  InvalidArgument, "--cache: unknown method '", method, "' (one of ", kMethods, ")");
-  std::string_view rest =
-      colon == std::string_view::npos ? std::string_view() : spec.substr(colon + 1);
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view item = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    const size_t eq = item.find('=');
-    MINDIESD_CHECK(eq != std::string_view::npos && eq > 0, InvalidArgument, "--cache ", method,
-                   ": '", item, "' is not key=value");
-    const std::string_view key = item.substr(0, eq), v = item.substr(eq + 1);
+  for (const auto& [key_s, v_s] : parse_option_spec("--cache", spec).items) {
+    const std::string_view key = key_s, v = v_s;
     auto integer = [&] { return parse_int(method, key, v); };
     const bool step_rule = uses_step_rule(method), diff = uses_residual_diff(method);
     const bool tea = method == "teacache";
@@ -101,18 +73,14 @@ CacheConfig parse_cache_spec(std::string_view spec) {
     } else if (step_rule && key == "block_end") {
       c.block_end = integer();
     } else if ((tea || diff) && (key == "thresh" || key == "threshold")) {
-      c.threshold = parse_double(method, key, v);
+      c.threshold = spec_double("--cache", method, key, v);
     } else if (tea && key == "model") {
       c.teacache_model = std::string(v);
     } else if (tea && key == "coefficients") {  // "a;b;c", highest power first
       c.coefficients.clear();
-      for (std::string_view left = v; !left.empty();) {
-        const size_t semi = left.find(';');
-        c.coefficients.push_back(parse_double(method, key, left.substr(0, semi)));
-        left = semi == std::string_view::npos ? std::string_view() : left.substr(semi + 1);
-      }
+      for (const std::string& k : spec_list(v)) c.coefficients.push_back(spec_double("--cache", method, key, k));
     } else if (tea && key == "ret_steps") {
-      c.use_ret_steps = parse_bool(method, key, v);
+      c.use_ret_steps = spec_bool("--cache", method, key, v);
     } else if (method == "dbcache" && key == "fn") {
       c.fn_compute_blocks = integer();
     } else if (method == "dbcache" && key == "bn") {

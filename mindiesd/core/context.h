@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "mindiesd/core/tensor.h"
@@ -57,6 +58,14 @@ class CachePolicy {
                                   const std::function<Tensor()>& compute) = 0;
 };
 
+// Sees the input of every linear layer of a forward (by the layer's diffusers module name):
+// calibration records activation ranges through it.
+class LinearObserver {
+ public:
+  virtual ~LinearObserver() = default;
+  virtual void observe(const std::string& layer, const Tensor& input, const Context& ctx) = 0;
+};
+
 // CFG branch of a call: the conditional prediction and, with classifier-free guidance, the
 // unconditional one. Policies keep separate state per branch.
 enum class CfgBranch : int { cond = 0, uncond = 1 };
@@ -66,6 +75,7 @@ struct Context {
   int64_t num_steps = 0;
   CfgBranch branch = CfgBranch::cond;
   CachePolicy* cache = nullptr;
+  LinearObserver* linear_observer = nullptr;
 
   BlockStreams run_blocks(const BlockLoop& loop, BlockStreams s) const {
     if (cache && step >= 0) return cache->run_blocks(*this, loop, std::move(s));

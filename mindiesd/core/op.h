@@ -40,7 +40,10 @@ class Stream;
   X(attention)    /* AttentionParams: dense, flash-style */               \
   X(attention_varlen) /* AttentionParams: packed sequences, cu_seqlens */ \
   X(norm)         /* NormParams: layer / rms / group, DiT fusions */      \
-  X(rope)         /* RopeParams: rotary position embedding */
+  X(rope)         /* RopeParams: rotary position embedding */          \
+  X(quantize)     /* QuantizeParams: float rows -> int8 / fp8 codes */   \
+  X(quant_matmul) /* QuantMatmulParams: int8 / fp8 GEMM, dequant epilogue */ \
+  X(dequantize)   /* DequantizeParams: int8 / int4 / fp8 weight -> float */
 
 enum class OpId : uint8_t {
 #define MINDIESD_OP_ENUM(name) name,

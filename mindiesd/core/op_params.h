@@ -176,4 +176,38 @@ struct RopeParams {
   RopeMode mode = RopeMode::rotate_half;
 };
 
+// ---- quant (owned by the quant family: see mindiesd/kernel/cpu/quant.cpp, mindiesd/quant) ----
+// quantize: in0 x (M, K) float, rows may be strided; in1 smooth (K) f32 or undefined (x is
+// multiplied by it first: SmoothQuant's activation scale, the suite's div.mul_scale);
+// out0 q (M, K) contiguous, i8, f8_e4m3 or (per_row, K even: weights) packed i4.
+//   per_row   symmetric per row: s_m = max_k |x_mk| / qmax, qmax = 127 / 448 / 7 (out1 (M)
+//             f32 holds s_m),
+//             q = round(x / s_m); an all-zero row has s_m = 0 and q = 0.
+//   per_tensor affine with the given scale and zero point: q = round(x / scale + offset)
+//             (the suite's npu_quantize(div_mode=True)); no out1.
+// round: to nearest, ties to even; int8 clamps to [-128, 127], int4 to [-8, 7], e4m3
+// saturates to +-448.
+enum class QuantizeKind : uint8_t { per_row, per_tensor };
+struct QuantizeParams {
+  QuantizeKind kind = QuantizeKind::per_row;
+  float scale = 1.0f;   // per_tensor
+  float offset = 0.0f;  // per_tensor
+};
+
+// quant_matmul: in0 xq (M, K), in1 wq (N, K), both i8 or both f8_e4m3, contiguous rows; then
+// optional (undefined when absent) in2 row_scale (M) f32, in3 col_scale (N) f32, in4
+// quant_bias (N) i32, in5 bias (N) f32. out (M, N): i32 takes the raw integer accumulator
+// acc = sum_k xq_mk wq_nk (exact; no optional input allowed), a float output
+//   y = act((acc + quant_bias_n) * row_scale_m * col_scale_n + bias_n)
+// with f32 arithmetic in that order (fp8 accumulates in f32, int8 in exact int32).
+struct QuantMatmulParams {
+  bool has_activation = false;
+  UnaryKind activation = UnaryKind::relu;  // gelu, gelu_tanh, silu, relu
+};
+
+// dequantize: in0 wq (N, K) i8 / i4 (packed, K even) / f8_e4m3, contiguous; in1 scale (N, G)
+// f32 with K % G == 0 (G = 1: per channel; else groups of K / G columns); in2 offset (N, G)
+// f32 or undefined. out (N, K) float: w = (wq - offset) * scale, rounded once.
+struct DequantizeParams {};
+
 }  // namespace mindiesd

@@ -13,11 +13,6 @@
 
 namespace mindiesd::cpu {
 
-namespace {
-
-constexpr int64_t kChunk = 256;
-constexpr int64_t kGrain = 1 << 14;
-
 void unary_f32(UnaryKind k, float alpha, float beta, const float* x, float* y, int64_t n) {
   switch (k) {
     case UnaryKind::neg: for (int64_t i = 0; i < n; ++i) y[i] = -x[i]; break;
@@ -51,6 +46,11 @@ void unary_f32(UnaryKind k, float alpha, float beta, const float* x, float* y, i
       break;
   }
 }
+
+namespace {
+
+constexpr int64_t kChunk = 256;
+constexpr int64_t kGrain = 1 << 14;
 
 void binary_f32(BinaryKind k, const float* a, const float* b, float* y, int64_t n) {
   switch (k) {

@@ -29,9 +29,7 @@ constexpr int64_t kMlpRatio = 4;
 
 bool is_float(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
 
-struct Lin {
-  Tensor w, b;
-};
+using Lin = layer::Linear;
 
 }  // namespace
 
@@ -72,7 +70,7 @@ class Binder {
     return t;
   }
   Lin linear(const std::string& p, int64_t out, int64_t in) {
-    return {take(p + ".weight", {out, in}), take(p + ".bias", {out})};
+    return {p, take(p + ".weight", {out, in}), take(p + ".bias", {out}), nullptr};
   }
   // torch.nn.RMSNorm weight: the model-dtype value (as diffusers' .to(dtype) rounds it), kept
   // in f32 so that layer::rms_norm computes norm(x) * weight in f32 with a single rounding.
@@ -153,8 +151,9 @@ struct Heads {
 };
 
 // RMSNorm'd q or k heads of one projection, rounded once to the stream dtype (torch.nn.RMSNorm).
-Tensor normed_heads(const Tensor& x, const Lin& proj, const Tensor& norm, Heads h) {
-  const Tensor p = layer::linear(x, proj.w, proj.b);
+Tensor normed_heads(const Tensor& x, const Lin& proj, const Tensor& norm, Heads h,
+                    const Context& ctx) {
+  const Tensor p = layer::linear(x, proj, ctx);
   return layer::rms_norm(p.view({p.size(0), p.size(1), h.heads, h.head_dim}), norm, kEps);
 }
 
@@ -163,14 +162,14 @@ Tensor normed_heads(const Tensor& x, const Lin& proj, const Tensor& norm, Heads 
 // given. The concatenation is the copy of each part into place (rounding from f32 on the way).
 Tensor joint_heads(const Tensor& txt, const Lin& txt_proj, const Tensor& txt_norm,
                    const Tensor& img, const Lin& img_proj, const Tensor& img_norm, Heads h,
-                   DType dtype) {
+                   DType dtype, const Context& ctx) {
   const int64_t b = img.size(0), st = txt.size(1), si = img.size(1);
   Tensor out = Tensor::empty({b, st + si, h.heads, h.head_dim}, dtype, img.device());
   auto put = [&](const Tensor& x, const Lin& proj, const Tensor& norm, int64_t at, int64_t len) {
     if (len == 0) return;
     const Tensor p = norm.defined()
-                         ? normed_heads(x, proj, norm, h)
-                         : layer::linear(x, proj.w, proj.b).view({b, len, h.heads, h.head_dim});
+                         ? normed_heads(x, proj, norm, h, ctx)
+                         : layer::linear(x, proj, ctx).view({b, len, h.heads, h.head_dim});
     out.narrow(1, at, len).copy_(p);
   };
   put(txt, txt_proj, txt_norm, 0, st);
@@ -194,17 +193,17 @@ std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& h
                                        const Context& ctx, int64_t index) {
   const DType dt = hidden.dtype();
   // AdaLayerNormZero: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
-  const Tensor emb = layer::linear(silu_temb, w.norm1.w, w.norm1.b);
-  const Tensor cemb = layer::linear(silu_temb, w.norm1_context.w, w.norm1_context.b);
+  const Tensor emb = layer::linear(silu_temb, w.norm1, ctx);
+  const Tensor cemb = layer::linear(silu_temb, w.norm1_context, ctx);
   const std::vector<Tensor> m = ops::chunk(emb, 6, 1), cm = ops::chunk(cemb, 6, 1);
   const Tensor nx = layer::layernorm_scale_shift(hidden, m[1], m[0], kEps);
   const Tensor nc = layer::layernorm_scale_shift(context, cm[1], cm[0], kEps);
 
   // Joint attention over [text, image] (before the output projections).
   const Tensor a = ctx.cached_attention(index, [&] {
-    const Tensor q = joint_heads(nc, w.add_q, w.norm_added_q, nx, w.to_q, w.norm_q, h, dt);
-    const Tensor k = joint_heads(nc, w.add_k, w.norm_added_k, nx, w.to_k, w.norm_k, h, dt);
-    const Tensor v = joint_heads(nc, w.add_v, Tensor(), nx, w.to_v, Tensor(), h, dt);
+    const Tensor q = joint_heads(nc, w.add_q, w.norm_added_q, nx, w.to_q, w.norm_q, h, dt, ctx);
+    const Tensor k = joint_heads(nc, w.add_k, w.norm_added_k, nx, w.to_k, w.norm_k, h, dt, ctx);
+    const Tensor v = joint_heads(nc, w.add_v, Tensor(), nx, w.to_v, Tensor(), h, dt, ctx);
     apply_rope(q, rope);
     apply_rope(k, rope);
     return layer::attention_forward(q, k, v).flatten(2, 3);
@@ -213,18 +212,18 @@ std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& h
   const Tensor a_txt = a.narrow(1, 0, st), a_img = a.narrow(1, st, si);
 
   // Image stream: x + gate_msa * to_out(attn); x + gate_mlp * ff(norm2(x) * (1 + scale) + shift).
-  Tensor x = layer::linear(a_img, w.to_out.w, w.to_out.b, gated_residual(m[2], hidden));
+  Tensor x = layer::linear(a_img, w.to_out, ctx, gated_residual(m[2], hidden));
   {
     const Tensor n2 = layer::layernorm_scale_shift(x, m[4], m[3], kEps);
-    const Tensor ff = layer::linear(n2, w.ff_in.w, w.ff_in.b, gelu_tanh());
-    x = layer::linear(ff, w.ff_out.w, w.ff_out.b, gated_residual(m[5], x));
+    const Tensor ff = layer::linear(n2, w.ff_in, ctx, gelu_tanh());
+    x = layer::linear(ff, w.ff_out, ctx, gated_residual(m[5], x));
   }
   // Text stream, the same with the *_context weights and to_add_out.
-  Tensor c = layer::linear(a_txt, w.to_add_out.w, w.to_add_out.b, gated_residual(cm[2], context));
+  Tensor c = layer::linear(a_txt, w.to_add_out, ctx, gated_residual(cm[2], context));
   {
     const Tensor n2 = layer::layernorm_scale_shift(c, cm[4], cm[3], kEps);
-    const Tensor ff = layer::linear(n2, w.ff_context_in.w, w.ff_context_in.b, gelu_tanh());
-    c = layer::linear(ff, w.ff_context_out.w, w.ff_context_out.b, gated_residual(cm[5], c));
+    const Tensor ff = layer::linear(n2, w.ff_context_in, ctx, gelu_tanh());
+    c = layer::linear(ff, w.ff_context_out, ctx, gated_residual(cm[5], c));
   }
   return {clip_f16(c), x};
 }
@@ -236,30 +235,30 @@ Tensor single_block(const Weights::Single& w, const Tensor& joint, const Tensor&
   const DType dt = joint.dtype();
   const int64_t b = joint.size(0), s = joint.size(1);
   // AdaLayerNormZeroSingle: shift, scale, gate.
-  const Tensor emb = layer::linear(silu_temb, w.norm.w, w.norm.b);
+  const Tensor emb = layer::linear(silu_temb, w.norm, ctx);
   const std::vector<Tensor> m = ops::chunk(emb, 3, 1);
   const Tensor nx = layer::layernorm_scale_shift(joint, m[1], m[0], kEps);
 
   Tensor attn_mlp;
   {
-    const Tensor mlp = layer::linear(nx, w.proj_mlp.w, w.proj_mlp.b, gelu_tanh());
+    const Tensor mlp = layer::linear(nx, w.proj_mlp, ctx, gelu_tanh());
     const Tensor a = ctx.cached_attention(index, [&] {
       // rms_norm with the f32 weight is f32; round it to the stream dtype before RoPE, as
       // torch.nn.RMSNorm's output is.
-      Tensor q = normed_heads(nx, w.to_q, w.norm_q, h);
-      Tensor k = normed_heads(nx, w.to_k, w.norm_k, h);
+      Tensor q = normed_heads(nx, w.to_q, w.norm_q, h, ctx);
+      Tensor k = normed_heads(nx, w.to_k, w.norm_k, h, ctx);
       if (q.dtype() != dt) q = q.to(dt);
       if (k.dtype() != dt) k = k.to(dt);
       apply_rope(q, rope);
       apply_rope(k, rope);
-      const Tensor v = layer::linear(nx, w.to_v.w, w.to_v.b).view({b, s, h.heads, h.head_dim});
+      const Tensor v = layer::linear(nx, w.to_v, ctx).view({b, s, h.heads, h.head_dim});
       return layer::attention_forward(q, k, v).flatten(2, 3);
     });
     const Tensor parts[] = {a, mlp};
     attn_mlp = ops::cat(parts, 2);
   }
   const Tensor out =
-      layer::linear(attn_mlp, w.proj_out.w, w.proj_out.b, gated_residual(m[2], joint));
+      layer::linear(attn_mlp, w.proj_out, ctx, gated_residual(m[2], joint));
   return clip_f16(out);
 }
 
@@ -298,8 +297,8 @@ FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2
     auto tte = std::make_shared<std::map<std::string, Tensor>>();
     auto put = [&](const std::string& p, int64_t out, int64_t in) {
       const Lin l = bind.linear("time_text_embed." + p, out, in);
-      (*tte)["time_text_embed." + p + ".weight"] = l.w;
-      (*tte)["time_text_embed." + p + ".bias"] = l.b;
+      (*tte)["time_text_embed." + p + ".weight"] = l.weight;
+      (*tte)["time_text_embed." + p + ".bias"] = l.bias;
     };
     put("timestep_embedder.linear_1", n, 256);
     put("timestep_embedder.linear_2", n, n);
@@ -354,26 +353,48 @@ FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2
   return FluxTransformer2DModel(std::move(c), dtype, std::move(w), params);
 }
 
+namespace {
+// Every linear layer of the model, in module order.
+template <typename W, typename F>
+void each_linear(W& w, F&& f) {
+  f(w.x_embedder);
+  f(w.context_embedder);
+  for (auto& b : w.doubles)
+    for (auto* l : {&b.norm1, &b.norm1_context, &b.to_q, &b.to_k, &b.to_v, &b.to_out, &b.add_q,
+                    &b.add_k, &b.add_v, &b.to_add_out, &b.ff_in, &b.ff_out, &b.ff_context_in,
+                    &b.ff_context_out})
+      f(*l);
+  for (auto& b : w.singles)
+    for (auto* l : {&b.norm, &b.to_q, &b.to_k, &b.to_v, &b.proj_mlp, &b.proj_out}) f(*l);
+  f(w.norm_out);
+  f(w.proj_out);
+}
+}  // namespace
+
 FluxTransformer2DModel FluxTransformer2DModel::to(Device device) const {
   if (device == device_) return *this;
   auto w = std::make_shared<Weights>(*weights_);
-  auto move_lin = [device](Lin& l) { move_tensors({&l.w, &l.b}, device); };
-  for (Lin* l : {&w->x_embedder, &w->context_embedder, &w->norm_out, &w->proj_out}) move_lin(*l);
+  each_linear(*w, [device](Lin& l) { l = l.to(device); });
   w->time_text_embed = weights_on(w->time_text_embed, device);
-  for (Weights::Double& b : w->doubles) {
-    for (Lin* l :
-         {&b.norm1, &b.norm1_context, &b.to_q, &b.to_k, &b.to_v, &b.to_out, &b.add_q, &b.add_k,
-          &b.add_v, &b.to_add_out, &b.ff_in, &b.ff_out, &b.ff_context_in, &b.ff_context_out})
-      move_lin(*l);
+  for (Weights::Double& b : w->doubles)
     move_tensors({&b.norm_q, &b.norm_k, &b.norm_added_q, &b.norm_added_k}, device);
-  }
-  for (Weights::Single& b : w->singles) {
-    for (Lin* l : {&b.norm, &b.to_q, &b.to_k, &b.to_v, &b.proj_mlp, &b.proj_out}) move_lin(*l);
-    move_tensors({&b.norm_q, &b.norm_k}, device);
-  }
+  for (Weights::Single& b : w->singles) move_tensors({&b.norm_q, &b.norm_k}, device);
   FluxTransformer2DModel m(config_, dtype_, std::move(w), num_params_);
   m.device_ = device;
   return m;
+}
+
+FluxTransformer2DModel FluxTransformer2DModel::map_linears(
+    const std::function<void(layer::Linear&)>& f) const {
+  auto w = std::make_shared<Weights>(*weights_);
+  each_linear(*w, f);
+  FluxTransformer2DModel m(config_, dtype_, std::move(w), num_params_);
+  m.device_ = device_;
+  return m;
+}
+
+void FluxTransformer2DModel::for_each_linear(const std::function<void(const layer::Linear&)>& f) const {
+  each_linear(*weights_, f);
 }
 
 Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, const Context& ctx,
@@ -456,7 +477,7 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
   const int64_t s_txt = in.encoder_hidden_states.size(1), s_img = in.hidden_states.size(1);
 
   // ---- embeddings ----
-  Tensor hidden = layer::linear(in.hidden_states, w.x_embedder.w, w.x_embedder.b);
+  Tensor hidden = layer::linear(in.hidden_states, w.x_embedder, ctx);
   const layer::ModuleWeights tte = module_weights_of(w.time_text_embed, "time_text_embed.");
   const Tensor temb = c.guidance_embeds
                           ? layer::combined_timestep_guidance_text_proj_from(
@@ -464,7 +485,7 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
                           : layer::combined_timestep_text_proj_from(in.timestep_proj,
                                                                      in.pooled_projections, tte);
   Tensor context =
-      layer::linear(in.encoder_hidden_states, w.context_embedder.w, w.context_embedder.b);
+      layer::linear(in.encoder_hidden_states, w.context_embedder, ctx);
   layer::RopeTables rope;
   rope.cos = in.rope_cos;
   rope.sin = in.rope_sin;
@@ -504,7 +525,7 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
   loop.modulated_input = [&](const BlockStreams& input) {
     const Lin& norm = nd > 0 ? w.doubles[0].norm1 : w.singles[0].norm;
     const std::vector<Tensor> m =
-        ops::chunk(layer::linear(silu_temb, norm.w, norm.b), nd > 0 ? 6 : 3, 1);
+        ops::chunk(layer::linear(silu_temb, norm, ctx), nd > 0 ? 6 : 3, 1);
     return layer::layernorm_scale_shift(input.hidden, m[1], m[0], kEps);
   };
   {
@@ -521,10 +542,10 @@ Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context
   }
   const BlockStreams out = ctx.run_blocks(loop, {std::move(hidden), std::move(context), Tensor()});
   // AdaLayerNormContinuous(elementwise_affine=False): `scale, shift = emb.chunk(2, 1)`.
-  const Tensor emb = layer::linear(silu_temb, w.norm_out.w, w.norm_out.b);
+  const Tensor emb = layer::linear(silu_temb, w.norm_out, ctx);
   const std::vector<Tensor> m = ops::chunk(emb, 2, 1);
   const Tensor out_norm = layer::layernorm_scale_shift(out.hidden, m[0], m[1], kEps);
-  return layer::linear(out_norm, w.proj_out.w, w.proj_out.b);
+  return layer::linear(out_norm, w.proj_out, ctx);
 }
 
 Tensor flux_latent_image_ids(int64_t h2, int64_t w2) { return layer::flux_ids(0, h2, w2); }

@@ -22,6 +22,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -31,6 +32,10 @@
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/safetensors.h"
+
+namespace mindiesd::layer {
+struct Linear;
+}
 
 namespace mindiesd::models {
 
@@ -102,6 +107,10 @@ class FluxTransformer2DModel {
   // A copy of the model with every weight on `device` (uploaded once; the copy shares nothing
   // with this model's weights unless the device is the same).
   FluxTransformer2DModel to(Device device) const;
+  // The same model with f applied to a copy of each linear layer (quantization replaces them
+  // through it: mindiesd/quant/quantize.h); for_each_linear reads them.
+  FluxTransformer2DModel map_linears(const std::function<void(layer::Linear&)>& f) const;
+  void for_each_linear(const std::function<void(const layer::Linear&)>& f) const;
 
   struct Weights;  // the bound tensors, per block (defined in the .cpp)
 

@@ -26,9 +26,7 @@ constexpr int64_t kI2vTextTokens = 512;
 
 bool is_float(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
 
-struct Lin {
-  Tensor w, b;
-};
+using Lin = layer::Linear;
 
 }  // namespace
 
@@ -73,10 +71,10 @@ class Binder {
     return count(bw_.take(name, shape, DType::f32));
   }
   Lin linear(const std::string& p, int64_t out, int64_t in) {
-    return {take(p + ".weight", {out, in}), take(p + ".bias", {out})};
+    return {p, take(p + ".weight", {out, in}), take(p + ".bias", {out}), nullptr};
   }
   Lin linear_f32(const std::string& p, int64_t out, int64_t in) {
-    return {take_f32(p + ".weight", {out, in}), take_f32(p + ".bias", {out})};
+    return {p, take_f32(p + ".weight", {out, in}), take_f32(p + ".bias", {out}), nullptr};
   }
   // torch.nn.RMSNorm weight: the model-dtype value (as diffusers' .to(dtype) rounds it), kept
   // in f32 so that layer::rms_norm computes norm(x) * weight in f32 with a single rounding.
@@ -157,14 +155,14 @@ Tensor modulated_norm(const Tensor& x, const Tensor& scale, const Tensor& shift,
 // attn.norm_{q,k}(proj(x)) (RMSNorm across heads, rounded once to x's dtype) as
 // (B, S, heads, head_dim).
 Tensor normed_heads(const Tensor& x, const Lin& proj, const Tensor& norm, int64_t heads,
-                    float eps) {
-  Tensor p = layer::rms_norm(layer::linear(x, proj.w, proj.b), norm, eps);
+                    float eps, const Context& ctx) {
+  Tensor p = layer::rms_norm(layer::linear(x, proj, ctx), norm, eps);
   if (p.dtype() != x.dtype()) p = p.to(x.dtype());
   return p.view({p.size(0), p.size(1), heads, p.size(2) / heads});
 }
 
-Tensor heads_of(const Tensor& x, const Lin& proj, int64_t heads) {
-  const Tensor p = layer::linear(x, proj.w, proj.b);
+Tensor heads_of(const Tensor& x, const Lin& proj, int64_t heads, const Context& ctx) {
+  const Tensor p = layer::linear(x, proj, ctx);
   return p.view({p.size(0), p.size(1), heads, p.size(2) / heads});
 }
 
@@ -191,36 +189,36 @@ Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockA
   {
     const Tensor nx = modulated_norm(hidden, scale_msa, shift_msa, a.eps);
     const Tensor o = ctx.cached_attention(index, [&] {
-      const Tensor q = normed_heads(nx, w.attn1.to_q, w.attn1.norm_q, a.heads, a.eps);
-      const Tensor k = normed_heads(nx, w.attn1.to_k, w.attn1.norm_k, a.heads, a.eps);
-      const Tensor v = heads_of(nx, w.attn1.to_v, a.heads);
+      const Tensor q = normed_heads(nx, w.attn1.to_q, w.attn1.norm_q, a.heads, a.eps, ctx);
+      const Tensor k = normed_heads(nx, w.attn1.to_k, w.attn1.norm_k, a.heads, a.eps, ctx);
+      const Tensor v = heads_of(nx, w.attn1.to_v, a.heads, ctx);
       layer::rotary_position_embedding_(q, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
       layer::rotary_position_embedding_(k, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
       return layer::attention_forward(q, k, v).flatten(2, 3);
     });
-    x = layer::linear(o, w.attn1.to_out.w, w.attn1.to_out.b, gated_residual(gate_msa, hidden));
+    x = layer::linear(o, w.attn1.to_out, ctx, gated_residual(gate_msa, hidden));
   }
   // Cross-attention: hidden = hidden + attn2(norm2(hidden), context).
   {
     const Tensor n2 = w.norm2_w.defined() ? layer::layer_norm(x, w.norm2_w, w.norm2_b, a.eps) : x;
-    const Tensor q = normed_heads(n2, w.attn2.to_q, w.attn2.norm_q, a.heads, a.eps);
-    const Tensor k = normed_heads(a.context, w.attn2.to_k, w.attn2.norm_k, a.heads, a.eps);
-    const Tensor v = heads_of(a.context, w.attn2.to_v, a.heads);
+    const Tensor q = normed_heads(n2, w.attn2.to_q, w.attn2.norm_q, a.heads, a.eps, ctx);
+    const Tensor k = normed_heads(a.context, w.attn2.to_k, w.attn2.norm_k, a.heads, a.eps, ctx);
+    const Tensor v = heads_of(a.context, w.attn2.to_v, a.heads, ctx);
     Tensor o = layer::attention_forward(q, k, v).flatten(2, 3);
     if (a.context_img.defined()) {
       const Tensor ki =
-          normed_heads(a.context_img, w.attn2.add_k, w.attn2.norm_added_k, a.heads, a.eps);
-      const Tensor vi = heads_of(a.context_img, w.attn2.add_v, a.heads);
+          normed_heads(a.context_img, w.attn2.add_k, w.attn2.norm_added_k, a.heads, a.eps, ctx);
+      const Tensor vi = heads_of(a.context_img, w.attn2.add_v, a.heads, ctx);
       const Tensor oi = layer::attention_forward(q, ki, vi).flatten(2, 3);
       o = ops::add(o, oi);  // hidden_states + hidden_states_img, in the model dtype
     }
-    x = layer::linear(o, w.attn2.to_out.w, w.attn2.to_out.b, residual_add(x));
+    x = layer::linear(o, w.attn2.to_out, ctx, residual_add(x));
   }
   // FFN: hidden = (hidden.float() + ffn(norm3 modulated).float() * c_gate).type_as(hidden).
   {
     const Tensor n3 = modulated_norm(x, c_scale, c_shift, a.eps);
-    const Tensor f = layer::linear(n3, w.ffn_in.w, w.ffn_in.b, activation(UnaryKind::gelu_tanh));
-    x = layer::linear(f, w.ffn_out.w, w.ffn_out.b, gated_residual(c_gate, x));
+    const Tensor f = layer::linear(n3, w.ffn_in, ctx, activation(UnaryKind::gelu_tanh));
+    x = layer::linear(f, w.ffn_out, ctx, gated_residual(c_gate, x));
   }
   return x;
 }
@@ -324,28 +322,51 @@ WanTransformer3DModel WanTransformer3DModel::from_weights(io::WanTransformer3DMo
   return WanTransformer3DModel(std::move(c), dtype, std::move(w), params);
 }
 
+namespace {
+// Every linear layer of the model, in module order.
+template <typename W, typename F>
+void each_linear(W& w, F&& f) {
+  for (auto* l : {&w.time_1, &w.time_2, &w.time_proj, &w.text_1, &w.text_2, &w.img_ff_in, &w.img_ff_out})
+    if (l->defined()) f(*l);
+  for (auto& b : w.blocks) {
+    for (auto* a : {&b.attn1, &b.attn2})
+      for (auto* l : {&a->to_q, &a->to_k, &a->to_v, &a->to_out, &a->add_k, &a->add_v})
+        if (l->defined()) f(*l);
+    f(b.ffn_in);
+    f(b.ffn_out);
+  }
+  f(w.proj_out);
+}
+}  // namespace
+
 WanTransformer3DModel WanTransformer3DModel::to(Device device) const {
   if (device == device_) return *this;
   auto w = std::make_shared<Weights>(*weights_);
-  auto move_lin = [device](Lin& l) { move_tensors({&l.w, &l.b}, device); };
+  each_linear(*w, [device](Lin& l) { l = l.to(device); });
   move_tensors({&w->patch_w, &w->patch_b, &w->img_norm1_w, &w->img_norm1_b, &w->img_norm2_w,
                 &w->img_norm2_b, &w->img_pos_embed, &w->scale_shift_table},
                device);
-  for (Lin* l : {&w->time_1, &w->time_2, &w->time_proj, &w->text_1, &w->text_2, &w->img_ff_in,
-                 &w->img_ff_out, &w->proj_out})
-    move_lin(*l);
   for (Weights::Block& b : w->blocks) {
-    for (Weights::Attn* a : {&b.attn1, &b.attn2}) {
-      for (Lin* l : {&a->to_q, &a->to_k, &a->to_v, &a->to_out, &a->add_k, &a->add_v}) move_lin(*l);
+    for (Weights::Attn* a : {&b.attn1, &b.attn2})
       move_tensors({&a->norm_q, &a->norm_k, &a->norm_added_k}, device);
-    }
     move_tensors({&b.norm2_w, &b.norm2_b, &b.scale_shift_table}, device);
-    move_lin(b.ffn_in);
-    move_lin(b.ffn_out);
   }
   WanTransformer3DModel m(config_, dtype_, std::move(w), num_params_);
   m.device_ = device;
   return m;
+}
+
+WanTransformer3DModel WanTransformer3DModel::map_linears(
+    const std::function<void(layer::Linear&)>& f) const {
+  auto w = std::make_shared<Weights>(*weights_);
+  each_linear(*w, f);
+  WanTransformer3DModel m(config_, dtype_, std::move(w), num_params_);
+  m.device_ = device_;
+  return m;
+}
+
+void WanTransformer3DModel::for_each_linear(const std::function<void(const layer::Linear&)>& f) const {
+  each_linear(*weights_, f);
 }
 
 Tensor WanTransformer3DModel::forward(const WanForwardInputs& in, const Context& ctx,
@@ -445,15 +466,15 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& 
   Tensor hidden = layer::patch_embed(hs, w.patch_w, w.patch_b);
   // The f32 time_embedder on the sinusoids -> .type_as(encoder_hidden_states).
   const Tensor& t_freq = in.timestep_freq;
-  Tensor temb = layer::linear(t_freq, w.time_1.w, w.time_1.b, activation(UnaryKind::silu));
-  temb = layer::linear(temb, w.time_2.w, w.time_2.b).to(dtype_);
+  Tensor temb = layer::linear(t_freq, w.time_1, ctx, activation(UnaryKind::silu));
+  temb = layer::linear(temb, w.time_2, ctx).to(dtype_);
   const Tensor timestep_proj =
-      layer::linear(ops::silu(temb), w.time_proj.w, w.time_proj.b).view({batch, 6, n});
+      layer::linear(ops::silu(temb), w.time_proj, ctx).view({batch, 6, n});
   // The embedders run once per forward: their activations are applied to the rounded GEMM
   // output as PyTorch does (not in the GEMM epilogue), which makes the text embedding
   // bit-identical to diffusers' in bf16.
-  Tensor context = ops::gelu(layer::linear(ehs, w.text_1.w, w.text_1.b), /*tanh_approx=*/true);
-  context = layer::linear(context, w.text_2.w, w.text_2.b);
+  Tensor context = ops::gelu(layer::linear(ehs, w.text_1, ctx), /*tanh_approx=*/true);
+  context = layer::linear(context, w.text_2, ctx);
   Tensor context_img;
   if (is_i2v()) {
     // WanImageEmbedding: [pos_embed], FP32LayerNorm, FeedForward(gelu), FP32LayerNorm.
@@ -461,8 +482,8 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& 
     if (w.img_pos_embed.defined())
       x = ops::add(x.reshape({-1, 2 * img.size(1), img.size(2)}), w.img_pos_embed);
     x = layer::layer_norm(x, w.img_norm1_w, w.img_norm1_b, kImageNormEps);
-    x = ops::gelu(layer::linear(x, w.img_ff_in.w, w.img_ff_in.b));
-    x = layer::linear(x, w.img_ff_out.w, w.img_ff_out.b);
+    x = ops::gelu(layer::linear(x, w.img_ff_in, ctx));
+    x = layer::linear(x, w.img_ff_out, ctx);
     context_img = layer::layer_norm(x, w.img_norm2_w, w.img_norm2_b, kImageNormEps);
   }
   if (trace) {
@@ -501,7 +522,7 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& 
   const Tensor mod = ops::add(w.scale_shift_table, temb.unsqueeze(1).to(DType::f32));
   const std::vector<Tensor> m = ops::chunk(mod, 2, 1);
   const Tensor out_norm = modulated_norm(hidden, m[1], m[0], static_cast<float>(c.eps));
-  const Tensor tokens = layer::linear(out_norm, w.proj_out.w, w.proj_out.b);
+  const Tensor tokens = layer::linear(out_norm, w.proj_out, ctx);
   return layer::unpatchify_3d(tokens, frames, height, width, patch,
                               layer::PatchOrder::channels_last);
 }
