@@ -104,6 +104,41 @@ inline double peak_bf16_flops() {
 #endif
 }
 
+// Peak int8 ops/s through vpdpbusd (each 32-bit lane: four u8 x s8 products and four adds);
+// 0 without AVX512-VNNI.
+inline double peak_int8_ops() {
+#if defined(__AVX512VNNI__)
+  constexpr long kIters = 20'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int threads = 1;
+    int sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+#pragma omp single
+      threads = omp_get_num_threads();
+      __m512i acc[12];
+      for (auto& a : acc) a = _mm512_setzero_si512();
+      const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(-1);
+      for (long i = 0; i < kIters / 10; ++i)
+        for (auto& a : acc) a = _mm512_dpbusd_epi32(a, x, y);
+      for (auto& a : acc) {
+        int t[16];
+        _mm512_storeu_si512(t, a);
+        sink += t[0];
+      }
+    }
+    const double s = seconds_since(t0);
+    if (sink == 42) std::abort();
+    best = std::max(best, 8.0 * 16 * 12 * (kIters / 10) * threads / s);
+  }
+  return best;
+#else
+  return 0.0;
+#endif
+}
+
 // Copy bandwidth in bytes/s (read + write counted), on buffers far larger than the caches.
 inline double copy_bandwidth() {
   const size_t n = size_t{256} << 20;

@@ -37,6 +37,28 @@ Tensor BoundWeights::take_optional(std::string_view name, const Shape& shape) {
   return take(name, shape);
 }
 
+layer::Linear BoundWeights::linear(const std::string& name, int64_t out, int64_t in) {
+  return linear(name, out, in, dtype_);
+}
+
+layer::Linear BoundWeights::linear(const std::string& name, int64_t out, int64_t in, DType dtype) {
+  if (loader_) {
+    std::vector<std::string> consumed;
+    if (auto impl = loader_(name, &consumed)) {
+      for (std::string& c : consumed) used_.insert(std::move(c));
+      if (impl->out_features() != out || impl->in_features() != in) {
+        misshaped_.push_back(str_cat(name, " (", impl->describe(), ") is (", impl->out_features(),
+                                     ", ", impl->in_features(), "), expected (", out, ", ", in,
+                                     ")"));
+        return {name, Tensor(), Tensor(), nullptr};
+      }
+      return {name, Tensor(), Tensor(), std::move(impl)};
+    }
+  }
+  return {name, take(name + ".weight", {out, in}, dtype), take(name + ".bias", {out}, dtype),
+          nullptr};
+}
+
 void BoundWeights::ignore(std::string_view name) {
   if (store_.has(name)) used_.emplace(name);
 }

@@ -15,6 +15,7 @@
 // converted once at bind time.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -25,8 +26,15 @@
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/safetensors.h"
 #include "mindiesd/layer/embedding.h"
+#include "mindiesd/layer/linear.h"
 
 namespace mindiesd::models {
+
+// Supplies a linear layer that a checkpoint holds quantized (quant/quant_format.h): the layer's
+// impl, with the names of the tensors it read appended to `consumed`; nullptr for a layer the
+// checkpoint holds as float.
+using LinearLoader = std::function<std::shared_ptr<const layer::LinearImpl>(
+    const std::string& layer, std::vector<std::string>* consumed)>;
 
 class BoundWeights {
  public:
@@ -43,6 +51,11 @@ class BoundWeights {
   // For tensors a config may or may not have (a bias of a bias=False layer): undefined when
   // absent, recorded as used when present (still shape-checked).
   Tensor take_optional(std::string_view name, const Shape& shape);
+  // The linear layer `name` ("<name>.weight" (out, in) and "<name>.bias" (out), in dtype() or
+  // `dtype`), or its quantized form when the loader has one (checked against out and in).
+  layer::Linear linear(const std::string& name, int64_t out, int64_t in);
+  layer::Linear linear(const std::string& name, int64_t out, int64_t in, DType dtype);
+  void set_linear_loader(LinearLoader loader) { loader_ = std::move(loader); }
   // Marks tensors as known but unused (buffers like position_ids that a port recomputes).
   void ignore(std::string_view name);
 
@@ -56,6 +69,7 @@ class BoundWeights {
   std::string what_;
   std::set<std::string, std::less<>> used_;
   std::vector<std::string> missing_, misshaped_;
+  LinearLoader loader_;
 };
 
 // A layer::ModuleWeights over tensors already bound (name -> tensor), for the layer functions

@@ -91,6 +91,7 @@ struct FluxPipeline::Impl {
   std::optional<models::CLIPTextModel> clip;
   std::optional<models::T5EncoderModel> t5;
   double load_s = 0;
+  std::optional<quant::QuantReport> quant_report;
 
   const io::Component& component(const char* name, const char* cls) const {
     const io::Component& c = folder.component(name);
@@ -148,7 +149,8 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
                std::nullopt,
                std::nullopt,
                std::nullopt,
-               0.0});
+               0.0,
+               std::nullopt});
   for (const auto& [name, cls] : kNeeded) impl->component(name, cls);
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
@@ -160,14 +162,16 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
   MINDIESD_CHECK(impl->transformer_config.in_channels == latent_c * 4, InvalidArgument,
                  dir.string(), ": transformer in_channels ", impl->transformer_config.in_channels,
                  " is not 4 x the VAE's latent_channels (", latent_c, ")");
-  impl->transformer.emplace(
-      models::FluxTransformer2DModel::load(folder.component("transformer"), options.dtype)
-          .to(options.device));
+  impl->transformer.emplace(load_transformer<models::FluxTransformer2DModel, io::FluxTransformer2DModelConfig>(
+      folder.component("transformer"), options.dtype, options.device, options.quant, &impl->quant_report));
   impl->vae.emplace(
       models::AutoencoderKL::load(folder.component("vae"), options.dtype).to(options.device));
   impl->load_s = seconds_since(t0);
   return FluxPipeline(std::move(impl));
 }
+
+const models::FluxTransformer2DModel& FluxPipeline::transformer() const { return *impl_->transformer; }
+const std::optional<quant::QuantReport>& FluxPipeline::quant_report() const { return impl_->quant_report; }
 
 bool FluxPipeline::text_encoders_resident() const {
   return impl_->clip.has_value() || impl_->t5.has_value();
@@ -341,7 +345,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
       compilation::GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
-  const DenoiseContext calls(r.cache, "flux", r.num_inference_steps);
+  const DenoiseContext calls(r.cache, "flux", r.num_inference_steps, r.linear_observer);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);

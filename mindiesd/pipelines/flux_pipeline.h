@@ -20,6 +20,10 @@
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/pipelines/pipeline_util.h"
 
+namespace mindiesd::models {
+class FluxTransformer2DModel;
+}
+
 namespace mindiesd::pipelines {
 
 struct FluxPipelineOptions {
@@ -39,6 +43,9 @@ struct FluxPipelineOptions {
   // launch (captured on the second call), which removes the per-kernel launch cost of the
   // denoising loop; the results are those of the eager loop. Ignored on the CPU.
   bool cuda_graphs = false;
+  // Quantize the transformer's linear layers at load (quant/quant_config.h); a folder holding a
+  // quantized checkpoint loads quantized without it.
+  std::optional<quant::QuantConfig> quant;
 };
 
 using FluxStepInfo = StepInfo;  // latents: packed (B, tokens, C * 4)
@@ -61,6 +68,8 @@ struct FluxRequest {
   std::function<void(const FluxStepInfo&)> on_step;
   // Step cache (cache/cache_config.h); TeaCache uses FLUX's coefficients unless it names others.
   std::optional<cache::CacheConfig> cache;
+  // Sees every transformer linear layer's input (calibration: quant/calibration.h).
+  LinearObserver* linear_observer = nullptr;
 };
 
 struct FluxTimings {
@@ -110,6 +119,11 @@ class FluxPipeline {
   int64_t image_seq_len(int64_t height, int64_t width) const;
   // Rough peak activation bytes of a request (transformer step + one VAE decode).
   int64_t estimate_activation_bytes(const FluxRequest& request) const;
+
+  // The transformer as loaded (quantized when the options or the folder say so) and, when it
+  // is quantized, what was quantized.
+  const models::FluxTransformer2DModel& transformer() const;
+  const std::optional<quant::QuantReport>& quant_report() const;
 
   struct Impl;
 

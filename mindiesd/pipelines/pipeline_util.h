@@ -13,6 +13,9 @@
 #include "mindiesd/cache/cache_agent.h"
 #include "mindiesd/core/context.h"
 #include "mindiesd/core/tensor.h"
+#include "mindiesd/io/diffusers.h"
+#include "mindiesd/quant/quant_format.h"
+#include "mindiesd/quant/quantize.h"
 
 namespace mindiesd {
 class Event;
@@ -61,16 +64,44 @@ class DenoiseContext {
   // `teacache_model`: the coefficient table the pipeline picks for its model when the request's
   // teacache config names none.
   DenoiseContext(const std::optional<cache::CacheConfig>& cache, const std::string& teacache_model,
-                 int64_t num_steps);
+                 int64_t num_steps, LinearObserver* observer = nullptr);
   Context at(int64_t step, CfgBranch branch) const {
-    return Context{step, num_steps_, branch, agent_.get()};
+    return Context{step, num_steps_, branch, agent_.get(), observer_};
   }
   std::optional<cache::CacheStats> cache_stats() const;
 
  private:
   std::unique_ptr<cache::CacheAgent> agent_;
   int64_t num_steps_;
+  LinearObserver* observer_;
 };
+
+// A pipeline's transformer as its options ask: a folder holding a quantized checkpoint
+// (quant/quant_format.h) loads as it is; a float one is quantized on the fly with `quant` (its
+// report kept in `report`); then it moves to `device`. InvalidArgument when `quant` is asked of
+// a folder that is already quantized.
+template <typename Model, typename Config>
+Model load_transformer(const io::Component& component, DType dtype, Device device,
+                       const std::optional<quant::QuantConfig>& quant,
+                       std::optional<quant::QuantReport>* report) {
+  Model m = quant::load_transformer<Model, Config>(component, dtype);
+  const auto held = quant::quantized_layers(m);
+  if (!held.empty()) {
+    MINDIESD_CHECK(!quant, InvalidArgument, component.dir.string(),
+                   " holds a quantized checkpoint (", algo_name(held.begin()->second->algo()),
+                   "); on-the-fly quantization applies to float models only");
+    quant::QuantReport r;
+    r.algo = str_cat(algo_name(held.begin()->second->algo()), " (from the folder)");
+    m.for_each_linear([&](const layer::Linear& l) { ++(l.impl ? r.quantized : r.kept_float); });
+    for (const auto& [name, q] : held) r.quantized_bytes += q->bytes();
+    *report = r;
+  } else if (quant) {
+    quant::QuantReport r;
+    m = quant::quantize(m, *quant, nullptr, &r);
+    *report = r;
+  }
+  return m.to(device);
+}
 
 // InvalidArgument when a request's cache does not fit the model (`num_blocks` per forward) and
 // its steps, or asks for CUDA graphs too.

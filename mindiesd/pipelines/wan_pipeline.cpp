@@ -216,6 +216,7 @@ struct WanPipeline::Impl {
   bool i2v = false;
   std::optional<models::CLIPVisionModel> image_encoder;  // I2V with image tokens
   ClipImageProcessorConfig image_processor;
+  std::optional<quant::QuantReport> quant_report;
 
   // TeaCache's coefficient table for this model (TeaCache4Wan2.1 picks it by the checkpoint
   // name): I2V 720P when the folder name says so, else 480P; T2V 14B for the 5120-wide model,
@@ -285,7 +286,8 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                0.0,
                false,
                std::nullopt,
-               {}});
+               {},
+               std::nullopt});
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
     impl->transformer_config = io::WanTransformer3DModelConfig::read(r);
@@ -326,12 +328,14 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                    ": the transformer takes ", tc.in_channels, " channels but the VAE has z_dim ",
                    z, tc.image_dim ? " (an image-to-video transformer)" : "");
   }
-  impl->transformer.emplace(
-      models::WanTransformer3DModel::load(folder.component("transformer"), options.dtype)
-          .to(options.device));
+  impl->transformer.emplace(load_transformer<models::WanTransformer3DModel, io::WanTransformer3DModelConfig>(
+      folder.component("transformer"), options.dtype, options.device, options.quant, &impl->quant_report));
   impl->load_s = seconds_since(t0);
   return WanPipeline(std::move(impl));
 }
+
+const models::WanTransformer3DModel& WanPipeline::transformer() const { return *impl_->transformer; }
+const std::optional<quant::QuantReport>& WanPipeline::quant_report() const { return impl_->quant_report; }
 
 bool WanPipeline::text_encoder_resident() const { return impl_->text_encoder.has_value(); }
 
@@ -525,7 +529,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       compilation::GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
-  const DenoiseContext calls(r.cache, s.teacache_model(), steps);
+  const DenoiseContext calls(r.cache, s.teacache_model(), steps, r.linear_observer);
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)

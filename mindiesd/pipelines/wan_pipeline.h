@@ -33,6 +33,10 @@
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/pipelines/pipeline_util.h"
 
+namespace mindiesd::models {
+class WanTransformer3DModel;
+}
+
 namespace mindiesd::pipelines {
 
 struct WanPipelineOptions {
@@ -42,6 +46,7 @@ struct WanPipelineOptions {
   int64_t memory_budget_bytes = 0;  // activation memory a request may plan for; 0 = available
   Device device = Device::cpu();    // where the models run (as FluxPipelineOptions::device)
   bool cuda_graphs = false;         // as FluxPipelineOptions::cuda_graphs
+  std::optional<quant::QuantConfig> quant;  // as FluxPipelineOptions::quant
 };
 
 struct WanRequest {
@@ -64,6 +69,7 @@ struct WanRequest {
   // Step cache (cache/cache_config.h); TeaCache picks the Wan2.1 coefficients of the model
   // (T2V 1.3B / 14B by width, I2V 480P / 720P by the folder name) unless it names a table.
   std::optional<cache::CacheConfig> cache;
+  LinearObserver* linear_observer = nullptr;  // as FluxRequest::linear_observer
 };
 
 struct WanTimings {
@@ -113,6 +119,11 @@ class WanPipeline {
                          int64_t num_frames) const;
   int64_t latent_frames(int64_t num_frames) const;  // (F - 1) / 4 + 1
   int64_t estimate_activation_bytes(const WanRequest& request) const;
+
+  // The transformer as loaded (quantized when the options or the folder say so) and, when it
+  // is quantized, what was quantized.
+  const models::WanTransformer3DModel& transformer() const;
+  const std::optional<quant::QuantReport>& quant_report() const;
 
   struct Impl;
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/ops.h"
@@ -188,9 +189,16 @@ void quantize_in_place(layer::Linear& l, const QuantConfig& c, const Calibration
 }
 
 std::string QuantReport::str() const {
-  auto mb = [](int64_t b) { return str_cat(static_cast<int64_t>(std::llround(b / 1e6)), " MB"); };
-  return str_cat(quantized, " of ", quantized + kept_float, " linear layers ", algo, ", ",
-                 mb(float_bytes), " -> ", mb(quantized_bytes));
+  auto mb = [](int64_t b) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), b < 10'000'000 ? "%.2f MB" : "%.0f MB", b / 1e6);
+    return std::string(buf);
+  };
+  const std::string head =
+      str_cat(quantized, " of ", quantized + kept_float, " linear layers ", algo, ", ");
+  // A folder loaded quantized has no float size to compare with.
+  return float_bytes > 0 ? head + mb(float_bytes) + " -> " + mb(quantized_bytes)
+                         : head + mb(quantized_bytes);
 }
 
 }  // namespace mindiesd::quant

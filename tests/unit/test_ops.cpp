@@ -134,7 +134,8 @@ std::vector<Case> reduce_cases() {
                            {{}, "all_large", {3, 1 << 16}, nullptr}};
   for (auto [k, kname] : kinds) {
     for (const Dims& ds : dim_sets) {
-      for (DType t : {DType::f32, DType::bf16}) {
+      // (int8 codes: the quant family's GEMM and dequantization)
+    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
         Case c;
         c.name = std::string("reduce_") + kname + "_" + ds.name + "_" + dtype_name(t);
         c.inputs = {Input{ds.shape, t, Domain::normal, ds.view}};
@@ -325,7 +326,8 @@ std::vector<Case> conv_cases() {
       {"conv2d_groups2_1x1", {1, 6, 5, 5}, {4, 3, 1, 1}, {{1}, {0}, {1}, 2}, true},
   };
   for (const Conv2d& cv : convs) {
-    for (DType t : {DType::f32, DType::bf16}) {
+    // (int8 codes: the quant family's GEMM and dequantization)
+    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
       Case c;
       c.name = std::string(cv.name) + "_" + dtype_name(t);
       c.inputs = {Input{cv.x, t}, Input{cv.w, t}};
@@ -381,7 +383,8 @@ std::vector<Case> interpolate_cases() {
                         {"bilinear_align_corners", InterpolateMode::bilinear, true, 13, 20, 0.0},
                         {"bilinear_down", InterpolateMode::bilinear, false, 3, 4, 0.0}};
   for (const Interp& it : its) {
-    for (DType t : {DType::f32, DType::bf16}) {
+    // (int8 codes: the quant family's GEMM and dequantization)
+    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
       Case c;
       c.name = std::string("interpolate_") + it.name + "_" + dtype_name(t);
       c.inputs = {Input{{2, 3, 7, 9}, t}};
@@ -484,7 +487,8 @@ TEST(OpHarness, EveryOpHasACpuKernel) {
   for (int i = 0; i < kNumOps; ++i) {
     const OpId op = static_cast<OpId>(i);
     bool any = false;
-    for (DType t : {DType::f32, DType::bf16}) {
+    // (int8 codes: the quant family's GEMM and dequantization)
+    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
       const DType ts[] = {t, DType::i64};
       any |= cpu.supports(op, std::span<const DType>(ts, op == OpId::index_select || op == OpId::gather ? 2 : 1));
     }

@@ -77,11 +77,30 @@ void print_summary(const RunSummary& s) {
                s.denoising_s / static_cast<double>(std::max<int64_t>(s.steps, 1)), s.decoding_s,
                format_bytes(s.peak_allocated_bytes).c_str(),
                format_bytes(s.peak_reserved_bytes).c_str(), format_bytes(s.peak_rss_bytes).c_str());
+  if (s.quant) std::fprintf(stderr, "quant: %s\n", s.quant->str().c_str());
   if (s.cache && s.cache_stats) {
     std::fprintf(stderr, "cache: %s\n%s", cache::describe(*s.cache).c_str(),
                  cache::format_stats(*s.cache_stats, s.cfg).c_str());
   }
 }
+
+quant::QuantConfig parse_quant(const std::string& spec) {
+  try {
+    return quant::parse_quant_spec(spec);
+  } catch (const Error& e) {
+    throw UsageError{e.what()};
+  }
+}
+
+const char* const kQuantHelp =
+    "  --quant SPEC             quantize the transformer's linear layers at load, ALGO[:key=value]:\n"
+    "                             w8a8_dynamic     int8 per-token activations, per-channel weights\n"
+    "                             fp8              e4m3 per-row activations and weights\n"
+    "                             w8a16[:group=G]  int8 weights (G = 32, 64, 128; default per channel)\n"
+    "                             w4a16[:group=G]  int4 weights\n"
+    "                           keys: exclude=P;P include=P;P (layer name patterns), all=1 (no\n"
+    "                           default exclusions). Static W8A8 / W8A8_TIMESTEP need calibration:\n"
+    "                           `mindiesd quantize` writes a quantized folder (docs/quantization.md)\n";
 
 cache::CacheConfig parse_cache(const std::string& spec) {
   try {

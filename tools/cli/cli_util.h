@@ -11,6 +11,8 @@
 #include "mindiesd/core/device.h"
 #include "mindiesd/core/dtype.h"
 #include "mindiesd/pipelines/pipeline_util.h"
+#include "mindiesd/quant/quant_config.h"
+#include "mindiesd/quant/quantize.h"
 
 namespace mindiesd::cli {
 
@@ -46,12 +48,18 @@ struct RunSummary {
   std::optional<cache::CacheConfig> cache;
   std::optional<cache::CacheStats> cache_stats;
   bool cfg = false;
+  // With --quant or a quantized folder: what was quantized.
+  std::optional<quant::QuantReport> quant;
 };
 void print_summary(const RunSummary& s);
 // --cache SPEC (cache::parse_cache_spec), a UsageError naming the problem otherwise.
 cache::CacheConfig parse_cache(const std::string& spec);
 // The --cache line of the commands' help.
 extern const char* const kCacheHelp;
+// --quant SPEC (quant::parse_quant_spec), a UsageError naming the problem otherwise.
+quant::QuantConfig parse_quant(const std::string& spec);
+// The --quant lines of the commands' help.
+extern const char* const kQuantHelp;
 // The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
 std::string model_folder(const std::vector<std::string>& args);
 

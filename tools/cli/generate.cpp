@@ -30,14 +30,6 @@ using pipelines::FluxPipeline;
 using pipelines::FluxPipelineOptions;
 using pipelines::FluxRequest;
 
-// Wan folders (model_index.json's _class_name) are run by the video command.
-bool is_video_pipeline(const fs::path& folder) {
-  std::ifstream in(folder / "model_index.json");
-  if (!in) return false;
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("_class_name") &&
-         (j["_class_name"] == "WanPipeline" || j["_class_name"] == "WanImageToVideoPipeline");
-}
 
 // out.png -> out-3.png for the 4th of several images.
 fs::path numbered(const fs::path& out, size_t i, size_t n) {
@@ -77,8 +69,20 @@ constexpr const char* kHelpOptions =
 
 // The options above plus the --cache options both commands share.
 const char* help_text() {
-  static const std::string text = std::string(kHelpOptions) + kCacheHelp;
+  static const std::string text = std::string(kHelpOptions) + kCacheHelp + kQuantHelp;
   return text.c_str();
+}
+
+
+}  // namespace
+
+// Wan folders (model_index.json's _class_name) are run by the video command.
+bool is_video_pipeline(const fs::path& folder) {
+  std::ifstream in(folder / "model_index.json");
+  if (!in) return false;
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("_class_name") &&
+         (j["_class_name"] == "WanPipeline" || j["_class_name"] == "WanImageToVideoPipeline");
 }
 
 // A model folder may carry the settings it was made for in mindiesd_defaults.json (diffusers
@@ -122,8 +126,6 @@ std::optional<std::string> apply_model_defaults(const fs::path& folder, FluxRequ
   }
   return negative;
 }
-
-}  // namespace
 
 const char* generate_help() { return help_text(); }
 
@@ -179,6 +181,8 @@ int cmd_generate(const std::vector<std::string>& args) {
         options.device = parse_device(value());
       else if (a == "--cache")
         req.cache = parse_cache(value());
+      else if (a == "--quant")
+        options.quant = parse_quant(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else if (a == "--vae-tiling") {
@@ -228,7 +232,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   const auto& t = r.timings;
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
-                 r.cache_stats, req.true_cfg_scale > 1.0 && !req.negative_prompts.empty()});
+                 r.cache_stats, req.true_cfg_scale > 1.0 && !req.negative_prompts.empty(),
+                 pipe.quant_report()});
   return 0;
 }
 

@@ -71,7 +71,7 @@ fs::path numbered_video(std::string out, size_t i, size_t n) {
 }  // namespace
 
 const char* generate_video_help() {
-  static const std::string text = std::string(kVideoHelp) + kCacheHelp;
+  static const std::string text = std::string(kVideoHelp) + kCacheHelp + kQuantHelp;
   return text.c_str();
 }
 
@@ -127,6 +127,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         options.device = parse_device(value());
       else if (a == "--cache")
         req.cache = parse_cache(value());
+      else if (a == "--quant")
+        options.quant = parse_quant(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else {
@@ -173,7 +175,7 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
   const auto& t = r.timings;
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
-                 r.cache_stats, req.guidance_scale > 1.0});
+                 r.cache_stats, req.guidance_scale > 1.0, pipe.quant_report()});
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // The `mindiesd` command line.
 //
 //   mindiesd inspect DIR      what a diffusers folder holds: components, configs, weights
+//   mindiesd quantize ...     a quantized copy of a model folder (mindiesd/quant)
 //   mindiesd generate ...     text-to-image (FLUX.1) or text-to-video (Wan 2.1) from a diffusers
 //   folder
 //
@@ -329,6 +330,9 @@ const std::vector<Command>& commands() {
        "show a diffusers folder: pipeline, components, configs, weights", cmd_inspect},
       {"generate", "--model DIR ...", "text-to-image (FLUX.1) / text-to-video (Wan 2.1 folders)",
        cmd_generate},
+      {"quantize", "--model DIR --algo ALGO --out DIR ...",
+       "write a quantized copy of a model folder (calibrated when the algorithm needs it)",
+       [](const Args& a) { return mindiesd::cli::cmd_quantize(a); }},
       {"help", "[COMMAND]", "show help", cmd_help},
   };
   return kCommands;
@@ -347,6 +351,7 @@ int cmd_help(const Args& args) {
                      "folder\n"
                      "  --variant V  prefer weight variant V (fp16, bf16, ...)\n";
       }
+      if (args[0] == "quantize") std::cout << "\n" << mindiesd::cli::quantize_help();
       if (args[0] == "generate") {
         std::cout << "\nFLUX.1 folders:\n"
                   << mindiesd::cli::generate_help() << "\nWanPipeline folders:\n"

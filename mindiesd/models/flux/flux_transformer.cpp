@@ -70,7 +70,9 @@ class Binder {
     return t;
   }
   Lin linear(const std::string& p, int64_t out, int64_t in) {
-    return {p, take(p + ".weight", {out, in}), take(p + ".bias", {out}), nullptr};
+    Lin l = bw_.linear(p, out, in);
+    params_ += out * in + out;
+    return l;
   }
   // torch.nn.RMSNorm weight: the model-dtype value (as diffusers' .to(dtype) rounds it), kept
   // in f32 so that layer::rms_norm computes norm(x) * weight in f32 with a single rounding.
@@ -279,7 +281,8 @@ FluxTransformer2DModel FluxTransformer2DModel::load(const io::Component& compone
 }
 
 FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2DModelConfig c,
-                                                            io::WeightStore store, DType dtype) {
+                                                            io::WeightStore store, DType dtype,
+    LinearLoader quantized) {
   MINDIESD_CHECK(is_float(dtype), InvalidArgument,
                  "FluxTransformer2DModel: compute dtype must be f32, bf16 or f16, got ",
                  dtype_name(dtype));
@@ -287,6 +290,7 @@ FluxTransformer2DModel FluxTransformer2DModel::from_weights(io::FluxTransformer2
   const int64_t n = c.num_attention_heads * c.attention_head_dim, d = c.attention_head_dim;
   const int64_t mlp = kMlpRatio * n;
   BoundWeights bw(std::move(store), dtype, "FluxTransformer2DModel");
+  bw.set_linear_loader(std::move(quantized));
   Binder bind(bw);
   auto w = std::make_shared<Weights>();
 

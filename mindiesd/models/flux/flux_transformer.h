@@ -32,10 +32,8 @@
 #include "mindiesd/io/config.h"
 #include "mindiesd/io/diffusers.h"
 #include "mindiesd/io/safetensors.h"
+#include "mindiesd/models/weights.h"
 
-namespace mindiesd::layer {
-struct Linear;
-}
 
 namespace mindiesd::models {
 
@@ -79,9 +77,11 @@ class FluxTransformer2DModel {
   // Reads the component's config.json and binds its weights in `dtype` (f32, bf16 or f16).
   static FluxTransformer2DModel load(const io::Component& component, DType dtype);
   // InvalidArgument for an inconsistent config or weights that do not match it (one error
-  // listing every missing, mis-shaped and unexpected tensor).
+  // listing every missing, mis-shaped and unexpected tensor). `quantized` supplies the linear
+  // layers a quantized checkpoint holds (quant/quant_format.h).
   static FluxTransformer2DModel from_weights(io::FluxTransformer2DModelConfig config,
-                                             io::WeightStore weights, DType dtype);
+                                             io::WeightStore weights, DType dtype,
+                                             LinearLoader quantized = {});
 
   const io::FluxTransformer2DModelConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }

@@ -70,11 +70,12 @@ class Binder {
   Tensor take_f32(const std::string& name, const Shape& shape) {
     return count(bw_.take(name, shape, DType::f32));
   }
-  Lin linear(const std::string& p, int64_t out, int64_t in) {
-    return {p, take(p + ".weight", {out, in}), take(p + ".bias", {out}), nullptr};
-  }
-  Lin linear_f32(const std::string& p, int64_t out, int64_t in) {
-    return {p, take_f32(p + ".weight", {out, in}), take_f32(p + ".bias", {out}), nullptr};
+  Lin linear(const std::string& p, int64_t out, int64_t in) { return linear(p, out, in, bw_.dtype()); }
+  Lin linear_f32(const std::string& p, int64_t out, int64_t in) { return linear(p, out, in, DType::f32); }
+  Lin linear(const std::string& p, int64_t out, int64_t in, DType dtype) {
+    Lin l = bw_.linear(p, out, in, dtype);
+    params_ += out * in + out;
+    return l;
   }
   // torch.nn.RMSNorm weight: the model-dtype value (as diffusers' .to(dtype) rounds it), kept
   // in f32 so that layer::rms_norm computes norm(x) * weight in f32 with a single rounding.
@@ -257,13 +258,15 @@ WanTransformer3DModel WanTransformer3DModel::load(const io::Component& component
 }
 
 WanTransformer3DModel WanTransformer3DModel::from_weights(io::WanTransformer3DModelConfig c,
-                                                          io::WeightStore store, DType dtype) {
+                                                          io::WeightStore store, DType dtype,
+    LinearLoader quantized) {
   MINDIESD_CHECK(is_float(dtype), InvalidArgument, kWhat,
                  ": compute dtype must be f32, bf16 or f16, got ", dtype_name(dtype));
   check_config(c);
   const int64_t n = c.num_attention_heads * c.attention_head_dim;
   const auto [pt, ph, pw] = patch_of(c);
   BoundWeights bw(std::move(store), dtype, kWhat);
+  bw.set_linear_loader(std::move(quantized));
   Binder bind(bw);
   auto w = std::make_shared<Weights>();
 

@@ -1,0 +1,164 @@
+#include "mindiesd/quant/quant_format.h"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "mindiesd/core/error.h"
+#include "mindiesd/io/file_util.h"
+#include "mindiesd/io/json_util.h"
+
+namespace mindiesd::quant {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kDescriptionPrefix = "quant_model_description_";
+constexpr int64_t kMaxDescriptionBytes = int64_t{64} << 20;
+// A layer's tensors under the suite's names (mul_scale is stored as "div.mul_scale").
+constexpr const char* kLayerTensors[] = {"weight",       "weight_scale", "bias",      "input_scale",
+                                         "input_offset", "deq_scale",    "quant_bias"};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+std::string description_file_name(QuantAlgo a) {
+  return kDescriptionPrefix + lower(algo_name(a)) + ".json";
+}
+std::string weight_file_name(QuantAlgo a) {
+  return "quant_model_weight_" + lower(algo_name(a)) + ".safetensors";
+}
+
+std::optional<fs::path> find_quant_description(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return std::nullopt;
+  std::optional<fs::path> found;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(kDescriptionPrefix, 0) != 0 || e.path().extension() != ".json") continue;
+    MINDIESD_CHECK(!found, InvalidArgument, dir.string(),
+                   ": more than one quantization description (", found->filename().string(),
+                   " and ", name, ")");
+    found = e.path();
+  }
+  return found;
+}
+
+QuantizedCheckpoint QuantizedCheckpoint::open(const fs::path& dir) {
+  const std::optional<fs::path> desc = find_quant_description(dir);
+  MINDIESD_CHECK(desc.has_value(), NotFound, dir.string(), ": no ", kDescriptionPrefix, "*.json");
+  const std::string src = desc->string();
+  const nlohmann::json j =
+      io::parse_json_strict(io::read_file(*desc, kMaxDescriptionBytes, "a JSON file"), src);
+  MINDIESD_CHECK(j.is_object(), Corrupt, src, ": the description must be a JSON object, got ",
+                 io::json_type_word(j));
+  QuantizedCheckpoint q;
+  q.description_ = *desc;
+  auto t = j.find("model_quant_type");
+  MINDIESD_CHECK(t != j.end(), Corrupt, src, ": model_quant_type is missing");
+  MINDIESD_CHECK(t->is_string(), Corrupt, src, ": model_quant_type must be a string, got ",
+                 io::json_type_word(*t));
+  MINDIESD_CHECK(algo_from_name(t->get<std::string>(), &q.model_type_), Unsupported, src,
+                 ": model_quant_type '", t->get<std::string>(),
+                 "' is not one this build runs (W8A8, W8A8_DYNAMIC, W8A8_TIMESTEP, W8A16, W4A16, "
+                 "FP8_DYNAMIC)");
+  for (const auto& [key, value] : j.items()) {
+    if (key == "model_quant_type") continue;
+    MINDIESD_CHECK(value.is_string(), Corrupt, src, ": entry '", key,
+                   "' must be an algorithm name or \"FLOAT\", got ", io::json_type_word(value));
+    const std::string v = value.get<std::string>();
+    QuantAlgo a;
+    MINDIESD_CHECK(v == "FLOAT" || algo_from_name(v, &a), Unsupported, src, ": entry '", key,
+                   "': algorithm '", v,
+                   "' is not one this build runs (W8A8, W8A8_DYNAMIC, W8A8_TIMESTEP, W8A16, W4A16, "
+                   "FP8_DYNAMIC)");
+    q.entries_[key] = v;
+  }
+  // The weight file named after the description's suffix (the suite's pairing).
+  const std::string suffix = desc->stem().string().substr(std::string(kDescriptionPrefix).size());
+  const fs::path weights = dir / ("quant_model_weight_" + suffix + ".safetensors");
+  MINDIESD_CHECK(fs::exists(weights), NotFound, src, ": its weight file ", weights.string(),
+                 " is missing");
+  q.store_ = io::WeightStore::open(weights);
+  return q;
+}
+
+std::optional<QuantAlgo> QuantizedCheckpoint::algo_of(const std::string& layer) const {
+  for (const std::string& key : {layer + ".weight", layer + ".linear.weight", layer}) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) continue;
+    QuantAlgo a;
+    if (it->second == "FLOAT" || !algo_from_name(it->second, &a)) return std::nullopt;
+    return a;
+  }
+  return std::nullopt;
+}
+
+models::LinearLoader QuantizedCheckpoint::loader(const TimestepPolicyConfig& policy) const {
+  const QuantizedCheckpoint self = *this;  // the store is shared; the loader outlives this object
+  return [self, policy](
+             const std::string& layer,
+             std::vector<std::string>* consumed) -> std::shared_ptr<const layer::LinearImpl> {
+    const std::optional<QuantAlgo> a = self.algo_of(layer);
+    if (!a) return nullptr;
+    const std::string smooth = layer + ".div.mul_scale";
+    const bool smoothed = self.store_.has(smooth);
+    const std::string prefix = smoothed ? layer + ".linear." : layer + ".";
+    TensorMap t;
+    for (const char* name : kLayerTensors) {
+      if (!self.store_.has(prefix + name)) continue;
+      t[name] = self.store_.get(prefix + name);
+      consumed->push_back(prefix + name);
+    }
+    if (smoothed) {
+      t["mul_scale"] = self.store_.get(smooth);
+      consumed->push_back(smooth);
+    }
+    MINDIESD_CHECK(t.count("weight"), InvalidArgument, self.store_.path().string(), ": layer ",
+                   layer, " is ", algo_name(*a), " in ", self.description_.filename().string(),
+                   " but its tensor ", prefix, "weight is missing");
+    return QuantizedLinear::from_tensors(*a, layer, std::move(t), policy);
+  };
+}
+
+void save_quantized(const fs::path& dir, QuantAlgo algo, const io::WeightStore& source,
+                    const std::map<std::string, std::shared_ptr<const QuantizedLinear>>& layers) {
+  fs::create_directories(dir);
+  nlohmann::ordered_json desc;
+  desc["model_quant_type"] = algo_name(algo);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::set<std::string> replaced;
+  for (const auto& [name, q] : layers) {
+    const bool smoothed = q->tensors().count("mul_scale") > 0;
+    for (const auto& [tn, t] : q->tensors()) {
+      const std::string key =
+          tn == "mul_scale" ? name + ".div.mul_scale" : name + (smoothed ? ".linear." : ".") + tn;
+      // W4A16 holds its weight packed; the file keeps the int4 values in int8.
+      tensors.emplace_back(key, t.dtype() == DType::i4 ? t.to(DType::i8) : t);
+      desc[key] = algo_name(q->algo());
+    }
+    replaced.insert(name + ".weight");
+    replaced.insert(name + ".bias");
+  }
+  for (const std::string& n : source.names()) {
+    if (replaced.count(n)) continue;
+    tensors.emplace_back(n, source.get(n));
+    desc[n] = "FLOAT";
+  }
+  // Larger elements first keeps every tensor aligned to its element size.
+  std::stable_sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) {
+    return dtype_bits(a.second.dtype()) > dtype_bits(b.second.dtype());
+  });
+  io::save_safetensors(dir / weight_file_name(algo), tensors);
+  const std::string text = desc.dump(2) + "\n";
+  io::write_file_atomic(dir / description_file_name(algo),
+                        [&](io::FileSink& f) { f.write(text.data(), text.size()); });
+}
+
+}  // namespace mindiesd::quant
