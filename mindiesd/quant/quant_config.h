@@ -48,7 +48,8 @@ class TimestepPolicyConfig {
 struct QuantConfig {
   QuantAlgo algo = QuantAlgo::W8A8_DYNAMIC;
   // W8A16 / W4A16: input columns per weight scale; 0 = one scale per output channel. The field's
-  // group sizes are 32, 64 and 128.
+  // group sizes are 32, 64 and 128. A layer whose inputs the group does not divide gets one scale
+  // per channel.
   int64_t group_size = 0;
   // Layers by diffusers module name. With default_exclusions, only the linears of the repeated
   // transformer blocks are quantized and their modulation (adaLN) projections are not: the

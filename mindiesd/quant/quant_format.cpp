@@ -161,4 +161,32 @@ void save_quantized(const fs::path& dir, QuantAlgo algo, const io::WeightStore& 
                         [&](io::FileSink& f) { f.write(text.data(), text.size()); });
 }
 
+void save_quantized_pipeline(
+    const fs::path& model_dir, const fs::path& out_dir, QuantAlgo algo,
+    const std::map<std::string, std::shared_ptr<const QuantizedLinear>>& layers) {
+  std::error_code ec;
+  MINDIESD_CHECK(!fs::exists(out_dir, ec) || fs::is_empty(out_dir, ec), InvalidArgument,
+                 out_dir.string(), " exists and is not empty");
+  const io::DiffusersFolder folder = io::DiffusersFolder::open(model_dir);
+  const io::Component& transformer = folder.component("transformer");
+  const fs::path tdir = fs::canonical(transformer.dir);
+  fs::create_directories(out_dir);
+  for (auto it = fs::recursive_directory_iterator(model_dir);
+       it != fs::recursive_directory_iterator(); ++it) {
+    const fs::path dst = out_dir / fs::relative(it->path(), model_dir);
+    if (it->is_directory()) {
+      fs::create_directories(dst);
+      continue;
+    }
+    const std::string name = it->path().filename().string();
+    if (fs::canonical(it->path().parent_path()) == tdir &&
+        (name.find(".safetensors") != std::string::npos || name.starts_with("quant_model_")))
+      continue;  // the float weights (and their index) stay behind
+    fs::create_hard_link(it->path(), dst, ec);
+    if (ec) fs::copy_file(it->path(), dst);
+  }
+  save_quantized(out_dir / fs::relative(transformer.dir, model_dir), algo,
+                 transformer.open_weights(), layers);
+}
+
 }  // namespace mindiesd::quant

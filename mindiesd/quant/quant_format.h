@@ -63,6 +63,13 @@ std::string weight_file_name(QuantAlgo algo);
 void save_quantized(const std::filesystem::path& dir, QuantAlgo algo, const io::WeightStore& source,
                     const std::map<std::string, std::shared_ptr<const QuantizedLinear>>& layers);
 
+// A quantized copy of the pipeline folder `model_dir` at `out_dir` (which must not exist or be
+// empty): every file linked (copied across file systems) except the transformer's float
+// weights, and the two files of save_quantized() in out_dir/transformer.
+void save_quantized_pipeline(
+    const std::filesystem::path& model_dir, const std::filesystem::path& out_dir, QuantAlgo algo,
+    const std::map<std::string, std::shared_ptr<const QuantizedLinear>>& layers);
+
 // The quantized layers of a model, by name.
 template <typename Model>
 std::map<std::string, std::shared_ptr<const QuantizedLinear>> quantized_layers(const Model& model) {

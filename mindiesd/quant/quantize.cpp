@@ -102,8 +102,11 @@ std::shared_ptr<const QuantizedLinear> quantize_linear(const layer::Linear& l, c
   switch (c.algo) {
     case QuantAlgo::W8A16:
     case QuantAlgo::W4A16: {
+      // A group that does not divide the layer's inputs falls back to one scale per channel
+      // (counted in the report).
+      const int64_t group = c.group_size > 0 && k % c.group_size == 0 ? c.group_size : 0;
       const QuantizedRows q =
-          quantize_weight(w, c.algo == QuantAlgo::W4A16 ? DType::i4 : DType::i8, c.group_size);
+          quantize_weight(w, c.algo == QuantAlgo::W4A16 ? DType::i4 : DType::i8, group);
       t["weight"] = c.algo == QuantAlgo::W4A16 ? q.codes.to(DType::i8) : q.codes;
       t["weight_scale"] = q.scale.size(1) == 1 ? q.scale.view({n}) : q.scale;
       break;
@@ -183,6 +186,7 @@ void quantize_in_place(layer::Linear& l, const QuantConfig& c, const Calibration
                    (l.bias.defined() ? dtype_bytes(l.bias.dtype(), l.bias.numel()) : 0);
   r.quantized_bytes += q->bytes();
   ++r.quantized;
+  if (c.group_size > 0 && l.weight.size(1) % c.group_size != 0) ++r.per_channel_fallback;
   l.impl = std::move(q);
   l.weight = Tensor();
   l.bias = Tensor();

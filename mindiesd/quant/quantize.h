@@ -43,7 +43,8 @@ std::shared_ptr<const QuantizedLinear> quantize_linear(
 struct QuantReport {
   int64_t quantized = 0, kept_float = 0;         // layers
   int64_t float_bytes = 0, quantized_bytes = 0;  // of the quantized layers, before and after
-  std::string str() const;  // "96 of 120 linear layers W8A8_DYNAMIC, 1.21 GB -> 0.61 GB"
+  int64_t per_channel_fallback = 0;  // group-wise layers whose inputs the group does not divide
+  std::string str() const;           // "96 of 120 linear layers W8A8_DYNAMIC, 1.21 GB -> 0.61 GB"
   std::string algo;
 };
 

@@ -2,8 +2,7 @@
 // format (quant/quant_format.h). Static schemes and SmoothQuant are calibrated first: the float
 // pipeline runs the calibration prompts while a quant::Calibrator records every selected
 // layer's input ranges per denoising step (with smoothing on a static scheme, a second pass
-// records them under the smoothing). Every other component is linked (or copied) unchanged; the
-// transformer folder gets its config and the two quantization files, no float weights.
+// records them under the smoothing). The folder is written by quant::save_quantized_pipeline.
 #include <unistd.h>
 
 #include <chrono>
@@ -66,29 +65,6 @@ std::vector<std::string> read_prompts(const std::string& path) {
     if (line.find_first_not_of(" \t\r") != std::string::npos) out.push_back(line);
   if (out.empty()) throw UsageError{"--calib-prompts: " + path + " holds no prompt"};
   return out;
-}
-
-// out/ mirrors model/, its files hard-linked (copied across file systems), except the
-// transformer's float weights.
-void mirror_folder(const fs::path& model, const fs::path& out) {
-  const fs::path transformer = fs::canonical(model / "transformer");
-  for (auto it = fs::recursive_directory_iterator(model); it != fs::recursive_directory_iterator();
-       ++it) {
-    const fs::path rel = fs::relative(it->path(), model);
-    const fs::path dst = out / rel;
-    if (it->is_directory()) {
-      fs::create_directories(dst);
-      continue;
-    }
-    const std::string name = it->path().filename().string();
-    const bool in_transformer = fs::canonical(it->path().parent_path()) == transformer;
-    if (in_transformer &&
-        (name.find(".safetensors") != std::string::npos || name.starts_with("quant_model_")))
-      continue;
-    std::error_code ec;
-    fs::create_hard_link(it->path(), dst, ec);
-    if (ec) fs::copy_file(it->path(), dst);
-  }
 }
 
 struct Settings {
@@ -189,8 +165,9 @@ int cmd_quantize(const std::vector<std::string>& args) {
     return 2;
   }
   std::error_code ec;
-  MINDIESD_CHECK(!fs::exists(out, ec) || fs::is_empty(out, ec), InvalidArgument, "--out ", out,
-                 " exists and is not empty");
+  MINDIESD_CHECK(
+      !fs::exists(out, ec) || fs::is_empty(out, ec), InvalidArgument, "--out ", out,
+      " exists and is not empty");  // checked again when writing; here before calibrating
   MINDIESD_CHECK(!quant::find_quant_description(fs::path(model) / "transformer"), InvalidArgument,
                  model, ": the transformer is already quantized");
   const std::vector<std::string> prompts =
@@ -206,12 +183,7 @@ int cmd_quantize(const std::vector<std::string>& args) {
     if (calibrated) cal = calibrate(pipe, std::move(requests), *cfg, set.quiet);
     quant::QuantReport report;
     const auto q = quant::quantize(pipe.transformer(), *cfg, cal ? &*cal : nullptr, &report);
-    const io::DiffusersFolder folder = io::DiffusersFolder::open(model);
-    fs::create_directories(out);
-    mirror_folder(model, out);
-    quant::save_quantized(fs::path(out) / "transformer", cfg->algo,
-                          folder.component("transformer").open_weights(),
-                          quant::quantized_layers(q));
+    quant::save_quantized_pipeline(model, out, cfg->algo, quant::quantized_layers(q));
     std::cout << "wrote " << out << ": " << report.str()
               << (calibrated ? str_cat(", calibrated on ", prompts.size(), " prompts") : "")
               << " in " << format_seconds(pipelines::seconds_since(t0)) << "\n";
