@@ -15,7 +15,8 @@
   X(random)                              \
   X(attention)                           \
   X(norm)                                \
-  X(rope)
+  X(rope)                                \
+  X(quant)
 
 namespace mindiesd::cuda {
 #define MINDIESD_DECLARE_FAMILY(name) void register_##name##_kernels(KernelRegistry& r);

@@ -54,6 +54,9 @@ cudaDataType_t cuda_type(DType t) {
     case DType::f32: return CUDA_R_32F;
     case DType::f16: return CUDA_R_16F;
     case DType::bf16: return CUDA_R_16BF;
+    case DType::i8: return CUDA_R_8I;
+    case DType::i32: return CUDA_R_32I;
+    case DType::f8_e4m3: return CUDA_R_8F_E4M3;
     default: MINDIESD_THROW(Unsupported, "matmul on CUDA: dtype ", dtype_name(t));
   }
 }
@@ -176,7 +179,11 @@ struct LayoutDesc {
 };
 struct MatmulDesc {
   cublasLtMatmulDesc_t h = nullptr;
-  MatmulDesc() { MINDIESD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, CUBLAS_COMPUTE_32F, CUDA_R_32F)); }
+  // int8 operands accumulate in exact int32 (IMMA); everything else in f32.
+  explicit MatmulDesc(bool int32) {
+    MINDIESD_CUBLAS_CHECK(cublasLtMatmulDescCreate(&h, int32 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F,
+                                                   int32 ? CUDA_R_32I : CUDA_R_32F));
+  }
   ~MatmulDesc() { (void)cublasLtMatmulDescDestroy(h); }
   template <typename T>
   void set(cublasLtMatmulDescAttributes_t attr, const T& v) {
@@ -230,7 +237,8 @@ bool run_gemm(const Gemm& g, const Stream& stream) {
   const cudaDataType_t tab = cuda_type(g.ab_dtype), td = cuda_type(g.out_dtype);
   const cudaDataType_t tbias = g.bias ? cuda_type(g.bias_dtype) : td;
 
-  MatmulDesc op;
+  const bool int32 = g.ab_dtype == DType::i8;
+  MatmulDesc op(int32);
   const cublasOperation_t ta = da.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t tb = db.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   op.set(CUBLASLT_MATMUL_DESC_TRANSA, ta);
@@ -286,10 +294,12 @@ bool run_gemm(const Gemm& g, const Stream& stream) {
     if (!found) return false;
   }
   const float alpha = g.alpha, beta = 0.0f;
+  const int32_t ialpha = 1, ibeta = 0;
   Workspace ws(stream, kWorkspaceBytes);
   DeviceGuard guard(device);
-  MINDIESD_CUBLAS_CHECK(cublasLtMatmul(handle, op.h, &alpha, g.b, la.h, g.a, lb.h, &beta, g.out,
-                                       ld.h, g.out, ld.h, &algo, ws.get(), kWorkspaceBytes,
+  MINDIESD_CUBLAS_CHECK(cublasLtMatmul(handle, op.h, int32 ? static_cast<const void*>(&ialpha) : &alpha, g.b,
+                                       la.h, g.a, lb.h, int32 ? static_cast<const void*>(&ibeta) : &beta,
+                                       g.out, ld.h, g.out, ld.h, &algo, ws.get(), kWorkspaceBytes,
                                        native_stream(stream)));
   return true;
 }
@@ -502,6 +512,28 @@ void grouped_matmul_kernel(const OpCall& c) {
 }
 
 }  // namespace
+
+bool gemm_codes_tn(const Tensor& xq, const Tensor& wq, const Tensor& out, const Stream& stream) {
+  Gemm g{};
+  g.a = xq.data_ptr();
+  g.b = wq.data_ptr();
+  g.out = out.data_ptr();
+  g.ab_dtype = xq.dtype();
+  g.out_dtype = out.dtype();
+  g.bias_dtype = out.dtype();
+  g.m = xq.size(0);
+  g.n = wq.size(0);
+  g.k = xq.size(1);
+  g.sa[0] = g.k;  // x (M, K) row-major
+  g.sa[1] = 1;
+  g.sb[0] = 1;  // W^T: the (N, K) rows read as (K, N) columns, the TN layout IMMA / FP8 need
+  g.sb[1] = g.k;
+  g.so = g.n;
+  g.batch = {1, {0, 0, 0}};
+  g.alpha = 1.0f;
+  g.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  return run_gemm(g, stream);
+}
 
 void register_matmul_kernels(KernelRegistry& r) {
   const DTypeSet floats{DType::f32, DType::f16, DType::bf16};
