@@ -66,6 +66,14 @@ class LinearObserver {
   virtual void observe(const std::string& layer, const Tensor& input, const Context& ctx) = 0;
 };
 
+// Computes a block's attention in place of the dense kernel: quantized attention (quant/
+// attention_quant.h), later sparse and sequence-parallel attention. q, k, v are BSND views.
+class AttentionPolicy {
+ public:
+  virtual ~AttentionPolicy() = default;
+  virtual Tensor attention(const Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v) const = 0;
+};
+
 // CFG branch of a call: the conditional prediction and, with classifier-free guidance, the
 // unconditional one. Policies keep separate state per branch.
 enum class CfgBranch : int { cond = 0, uncond = 1 };
@@ -76,6 +84,7 @@ struct Context {
   CfgBranch branch = CfgBranch::cond;
   CachePolicy* cache = nullptr;
   LinearObserver* linear_observer = nullptr;
+  const AttentionPolicy* attention = nullptr;
 
   BlockStreams run_blocks(const BlockLoop& loop, BlockStreams s) const {
     if (cache && step >= 0) return cache->run_blocks(*this, loop, std::move(s));

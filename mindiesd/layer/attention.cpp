@@ -156,4 +156,8 @@ Tensor attention_forward_varlen(const Tensor& q, const Tensor& k, const Tensor& 
   return out;
 }
 
+Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Context& ctx) {
+  return ctx.attention ? ctx.attention->attention(ctx, q, k, v) : attention_forward(q, k, v);
+}
+
 }  // namespace mindiesd::layer

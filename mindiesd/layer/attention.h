@@ -14,6 +14,7 @@
 #include <optional>
 #include <string_view>
 
+#include "mindiesd/core/context.h"
 #include "mindiesd/core/tensor.h"
 
 namespace mindiesd::layer {
@@ -32,6 +33,10 @@ struct AttentionOptions {
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& attn_mask = Tensor(), std::string_view layout = "BSND",
                          const AttentionOptions& options = {});
+
+// A model block's attention (BSND q, k, v; no mask): the context's attention policy when it has
+// one, else the dense kernel above.
+Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Context& ctx);
 
 // Packed variable-length sequences: q (Tq, heads, D), k/v (Tk, kv_heads, D); cu_seqlens_*
 // (batch + 1) i32/i64, starting at 0, non-decreasing, ending at Tq / Tk. Output (Tq, heads, Dv).

@@ -92,6 +92,7 @@ struct FluxPipeline::Impl {
   std::optional<models::T5EncoderModel> t5;
   double load_s = 0;
   std::optional<quant::QuantReport> quant_report;
+  std::shared_ptr<const quant::Fp8Attention> attention_policy;  // with options.attention_quant
 
   const io::Component& component(const char* name, const char* cls) const {
     const io::Component& c = folder.component(name);
@@ -137,20 +138,20 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
   auto scheduler = schedulers::FlowMatchEulerDiscreteScheduler::load(folder.component("scheduler"));
   auto clip_tokenizer = text::ClipTokenizer::from_folder(folder.component("tokenizer").dir);
   auto t5_tokenizer = text::T5Tokenizer::from_folder(folder.component("tokenizer_2").dir);
-  auto impl = std::unique_ptr<Impl>(
-      new Impl{options,
-               folder,
-               {},
-               {},
-               std::move(scheduler),
-               std::move(clip_tokenizer),
-               std::move(t5_tokenizer),
-               std::nullopt,
-               std::nullopt,
-               std::nullopt,
-               std::nullopt,
-               0.0,
-               std::nullopt});
+  auto impl = std::unique_ptr<Impl>(new Impl{options,
+                                             folder,
+                                             {},
+                                             {},
+                                             std::move(scheduler),
+                                             std::move(clip_tokenizer),
+                                             std::move(t5_tokenizer),
+                                             std::nullopt,
+                                             std::nullopt,
+                                             std::nullopt,
+                                             std::nullopt,
+                                             0.0,
+                                             std::nullopt,
+                                             nullptr});
   for (const auto& [name, cls] : kNeeded) impl->component(name, cls);
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
@@ -162,16 +163,24 @@ FluxPipeline FluxPipeline::load(const std::filesystem::path& dir,
   MINDIESD_CHECK(impl->transformer_config.in_channels == latent_c * 4, InvalidArgument,
                  dir.string(), ": transformer in_channels ", impl->transformer_config.in_channels,
                  " is not 4 x the VAE's latent_channels (", latent_c, ")");
-  impl->transformer.emplace(load_transformer<models::FluxTransformer2DModel, io::FluxTransformer2DModelConfig>(
-      folder.component("transformer"), options.dtype, options.device, options.quant, &impl->quant_report));
+  impl->transformer.emplace(
+      load_transformer<models::FluxTransformer2DModel, io::FluxTransformer2DModelConfig>(
+          folder.component("transformer"), options.dtype, options.device, options.quant,
+          &impl->quant_report));
+  if (options.attention_quant)
+    impl->attention_policy = std::make_shared<const quant::Fp8Attention>(*options.attention_quant);
   impl->vae.emplace(
       models::AutoencoderKL::load(folder.component("vae"), options.dtype).to(options.device));
   impl->load_s = seconds_since(t0);
   return FluxPipeline(std::move(impl));
 }
 
-const models::FluxTransformer2DModel& FluxPipeline::transformer() const { return *impl_->transformer; }
-const std::optional<quant::QuantReport>& FluxPipeline::quant_report() const { return impl_->quant_report; }
+const models::FluxTransformer2DModel& FluxPipeline::transformer() const {
+  return *impl_->transformer;
+}
+const std::optional<quant::QuantReport>& FluxPipeline::quant_report() const {
+  return impl_->quant_report;
+}
 
 bool FluxPipeline::text_encoders_resident() const {
   return impl_->clip.has_value() || impl_->t5.has_value();
@@ -345,7 +354,8 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
       compilation::GraphedForward<models::FluxTransformer2DModel, models::FluxDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
-  const DenoiseContext calls(r.cache, "flux", r.num_inference_steps, r.linear_observer);
+  const DenoiseContext calls(r.cache, "flux", r.num_inference_steps, r.linear_observer,
+                             s.attention_policy.get());
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);

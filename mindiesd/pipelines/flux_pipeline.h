@@ -46,6 +46,8 @@ struct FluxPipelineOptions {
   // Quantize the transformer's linear layers at load (quant/quant_config.h); a folder holding a
   // quantized checkpoint loads quantized without it.
   std::optional<quant::QuantConfig> quant;
+  // FP8 attention in the transformer blocks (quant/attention_quant.h).
+  std::optional<quant::AttentionQuantConfig> attention_quant;
 };
 
 using FluxStepInfo = StepInfo;  // latents: packed (B, tokens, C * 4)

@@ -53,8 +53,8 @@ void StepReporter::report_pending() {
 
 DenoiseContext::DenoiseContext(const std::optional<cache::CacheConfig>& cache,
                                const std::string& teacache_model, int64_t num_steps,
-                               LinearObserver* observer)
-    : num_steps_(num_steps), observer_(observer) {
+                               LinearObserver* observer, const AttentionPolicy* attention)
+    : num_steps_(num_steps), observer_(observer), attention_(attention) {
   if (!cache) return;
   cache::CacheConfig c = *cache;
   if (c.method == "teacache" && c.teacache_model.empty() && c.coefficients.empty())

@@ -14,6 +14,7 @@
 #include "mindiesd/core/context.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/diffusers.h"
+#include "mindiesd/quant/attention_quant.h"
 #include "mindiesd/quant/quant_format.h"
 #include "mindiesd/quant/quantize.h"
 
@@ -64,9 +65,10 @@ class DenoiseContext {
   // `teacache_model`: the coefficient table the pipeline picks for its model when the request's
   // teacache config names none.
   DenoiseContext(const std::optional<cache::CacheConfig>& cache, const std::string& teacache_model,
-                 int64_t num_steps, LinearObserver* observer = nullptr);
+                 int64_t num_steps, LinearObserver* observer = nullptr,
+                 const AttentionPolicy* attention = nullptr);
   Context at(int64_t step, CfgBranch branch) const {
-    return Context{step, num_steps_, branch, agent_.get(), observer_};
+    return Context{step, num_steps_, branch, agent_.get(), observer_, attention_};
   }
   std::optional<cache::CacheStats> cache_stats() const;
 
@@ -74,6 +76,7 @@ class DenoiseContext {
   std::unique_ptr<cache::CacheAgent> agent_;
   int64_t num_steps_;
   LinearObserver* observer_;
+  const AttentionPolicy* attention_;
 };
 
 // A pipeline's transformer as its options ask: a folder holding a quantized checkpoint

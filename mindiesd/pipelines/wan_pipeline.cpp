@@ -217,6 +217,7 @@ struct WanPipeline::Impl {
   std::optional<models::CLIPVisionModel> image_encoder;  // I2V with image tokens
   ClipImageProcessorConfig image_processor;
   std::optional<quant::QuantReport> quant_report;
+  std::shared_ptr<const quant::Fp8Attention> attention_policy;  // with options.attention_quant
 
   // TeaCache's coefficient table for this model (TeaCache4Wan2.1 picks it by the checkpoint
   // name): I2V 720P when the folder name says so, else 480P; T2V 14B for the 5120-wide model,
@@ -226,7 +227,8 @@ struct WanPipeline::Impl {
       const std::string name = folder.path().filename().string();
       return name.find("720") != std::string::npos ? "wan2.1-i2v-720p" : "wan2.1-i2v-480p";
     }
-    const int64_t n = transformer_config.num_attention_heads * transformer_config.attention_head_dim;
+    const int64_t n =
+        transformer_config.num_attention_heads * transformer_config.attention_head_dim;
     return n >= 5120 ? "wan2.1-t2v-14b" : "wan2.1-t2v-1.3b";
   }
 };
@@ -273,21 +275,21 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
   // inside it, GCC 12's cleanup of the members built so far freed one of them twice.
   auto scheduler = WanScheduler::load(folder.component("scheduler"));
   auto tokenizer = text::T5Tokenizer::from_folder(folder.component("tokenizer").dir);
-  auto impl = std::unique_ptr<Impl>(
-      new Impl{options,
-               folder,
-               {},
-               {},
-               std::move(scheduler),
-               std::move(tokenizer),
-               std::nullopt,
-               std::nullopt,
-               std::nullopt,
-               0.0,
-               false,
-               std::nullopt,
-               {},
-               std::nullopt});
+  auto impl = std::unique_ptr<Impl>(new Impl{options,
+                                             folder,
+                                             {},
+                                             {},
+                                             std::move(scheduler),
+                                             std::move(tokenizer),
+                                             std::nullopt,
+                                             std::nullopt,
+                                             std::nullopt,
+                                             0.0,
+                                             false,
+                                             std::nullopt,
+                                             {},
+                                             std::nullopt,
+                                             nullptr});
   {
     io::ConfigReader r = folder.component("transformer").config_reader();
     impl->transformer_config = io::WanTransformer3DModelConfig::read(r);
@@ -328,14 +330,22 @@ WanPipeline WanPipeline::load(const std::filesystem::path& dir, const WanPipelin
                    ": the transformer takes ", tc.in_channels, " channels but the VAE has z_dim ",
                    z, tc.image_dim ? " (an image-to-video transformer)" : "");
   }
-  impl->transformer.emplace(load_transformer<models::WanTransformer3DModel, io::WanTransformer3DModelConfig>(
-      folder.component("transformer"), options.dtype, options.device, options.quant, &impl->quant_report));
+  impl->transformer.emplace(
+      load_transformer<models::WanTransformer3DModel, io::WanTransformer3DModelConfig>(
+          folder.component("transformer"), options.dtype, options.device, options.quant,
+          &impl->quant_report));
+  if (options.attention_quant)
+    impl->attention_policy = std::make_shared<const quant::Fp8Attention>(*options.attention_quant);
   impl->load_s = seconds_since(t0);
   return WanPipeline(std::move(impl));
 }
 
-const models::WanTransformer3DModel& WanPipeline::transformer() const { return *impl_->transformer; }
-const std::optional<quant::QuantReport>& WanPipeline::quant_report() const { return impl_->quant_report; }
+const models::WanTransformer3DModel& WanPipeline::transformer() const {
+  return *impl_->transformer;
+}
+const std::optional<quant::QuantReport>& WanPipeline::quant_report() const {
+  return impl_->quant_report;
+}
 
 bool WanPipeline::text_encoder_resident() const { return impl_->text_encoder.has_value(); }
 
@@ -529,7 +539,8 @@ WanResult WanPipeline::generate(const WanRequest& r) {
       compilation::GraphedForward<models::WanTransformer3DModel, models::WanDeviceInputs>;
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
-  const DenoiseContext calls(r.cache, s.teacache_model(), steps, r.linear_observer);
+  const DenoiseContext calls(r.cache, s.teacache_model(), steps, r.linear_observer,
+                             s.attention_policy.get());
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)

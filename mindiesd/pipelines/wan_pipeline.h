@@ -46,7 +46,8 @@ struct WanPipelineOptions {
   int64_t memory_budget_bytes = 0;  // activation memory a request may plan for; 0 = available
   Device device = Device::cpu();    // where the models run (as FluxPipelineOptions::device)
   bool cuda_graphs = false;         // as FluxPipelineOptions::cuda_graphs
-  std::optional<quant::QuantConfig> quant;  // as FluxPipelineOptions::quant
+  std::optional<quant::QuantConfig> quant;                     // as FluxPipelineOptions::quant
+  std::optional<quant::AttentionQuantConfig> attention_quant;  // as FluxPipelineOptions's
 };
 
 struct WanRequest {

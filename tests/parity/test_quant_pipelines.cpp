@@ -316,3 +316,42 @@ INSTANTIATE_TEST_SUITE_P(T2vI2v, WanQuant, ::testing::Values("t2v", "i2v"));
 
 }  // namespace
 }  // namespace mindiesd
+
+// FP8 attention (emulated numerics) on every block attention of both families (bounds: measured
+// minus 6 dB).
+namespace mindiesd {
+namespace {
+
+TEST(QuantPipelines, Fp8AttentionStaysNearFloat) {
+  MINDIESD_SKIP_WITHOUT_CPU_DEPS("ICU / sentencepiece (tokenizers)");
+  pipelines::FluxPipeline plain = flux(kFlux);
+  const Tensor want = flux_images(plain);
+  for (const auto& [spec, bound] : {std::pair{"fp8", 66.6}, std::pair{"fp8:rotate=1", 65.5}}) {
+    pipelines::FluxPipelineOptions o;
+    o.dtype = DType::f32;
+    o.vae_tiling = pipelines::FluxPipelineOptions::VaeTiling::off;
+    o.attention_quant = quant::parse_attention_quant_spec(spec);
+    pipelines::FluxPipeline q = pipelines::FluxPipeline::load(kFlux, o);
+    const double p = psnr(flux_images(q), want);
+    std::printf("  flux attention %-14s PSNR %6.2f dB\n", spec, p);
+    EXPECT_GE(p, bound) << spec;
+  }
+  for (const char* kind : {"t2v", "i2v"}) {
+    const std::string dir = kWan + "/" + kind;
+    pipelines::WanPipeline wp = wan(dir);
+    const Tensor wv = wan_videos(wp, kind);
+    // the worse of T2V and I2V minus 6 dB
+    for (const auto& [spec, bound] : {std::pair{"fp8", 42.6}, std::pair{"fp8:rotate=1", 46.2}}) {
+      pipelines::WanPipelineOptions o;
+      o.dtype = DType::f32;
+      o.attention_quant = quant::parse_attention_quant_spec(spec);
+      pipelines::WanPipeline q = pipelines::WanPipeline::load(dir, o);
+      const double p = psnr(wan_videos(q, kind), wv);
+      std::printf("  wan %s attention %-14s PSNR %6.2f dB\n", kind, spec, p);
+      EXPECT_GE(p, bound) << kind << " " << spec;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mindiesd

@@ -78,6 +78,8 @@ void print_summary(const RunSummary& s) {
                format_bytes(s.peak_allocated_bytes).c_str(),
                format_bytes(s.peak_reserved_bytes).c_str(), format_bytes(s.peak_rss_bytes).c_str());
   if (s.quant) std::fprintf(stderr, "quant: %s\n", s.quant->str().c_str());
+  if (s.attention_quant)
+    std::fprintf(stderr, "quant: %s\n", quant::describe(*s.attention_quant).c_str());
   if (s.cache && s.cache_stats) {
     std::fprintf(stderr, "cache: %s\n%s", cache::describe(*s.cache).c_str(),
                  cache::format_stats(*s.cache_stats, s.cfg).c_str());
@@ -92,15 +94,32 @@ quant::QuantConfig parse_quant(const std::string& spec) {
   }
 }
 
+quant::AttentionQuantConfig parse_attention_quant(const std::string& spec) {
+  try {
+    return quant::parse_attention_quant_spec(spec);
+  } catch (const Error& e) {
+    throw UsageError{e.what()};
+  }
+}
+
 const char* const kQuantHelp =
-    "  --quant SPEC             quantize the transformer's linear layers at load, ALGO[:key=value]:\n"
-    "                             w8a8_dynamic     int8 per-token activations, per-channel weights\n"
+    "  --quant SPEC             quantize the transformer's linear layers at load, "
+    "ALGO[:key=value]:\n"
+    "                             w8a8_dynamic     int8 per-token activations, per-channel "
+    "weights\n"
     "                             fp8              e4m3 per-row activations and weights\n"
-    "                             w8a16[:group=G]  int8 weights (G = 32, 64, 128; default per channel)\n"
+    "                             w8a16[:group=G]  int8 weights (G = 32, 64, 128; default per "
+    "channel)\n"
     "                             w4a16[:group=G]  int4 weights\n"
     "                           keys: exclude=P;P include=P;P (layer name patterns), all=1 (no\n"
-    "                           default exclusions). Static W8A8 / W8A8_TIMESTEP need calibration:\n"
-    "                           `mindiesd quantize` writes a quantized folder (docs/quantization.md)\n";
+    "                           default exclusions). Static W8A8 / W8A8_TIMESTEP need "
+    "calibration:\n"
+    "                           `mindiesd quantize` writes a quantized folder "
+    "(docs/quantization.md)\n"
+    "  --quant-attention fp8[:rotate=1,block_q=128,block_kv=256]\n"
+    "                           e4m3 block-quantized Q/K/V in the transformer blocks, Q and K\n"
+    "                           optionally Hadamard-rotated (numerics of FP8 attention; no "
+    "speedup)\n";
 
 cache::CacheConfig parse_cache(const std::string& spec) {
   try {

@@ -11,6 +11,7 @@
 #include "mindiesd/core/device.h"
 #include "mindiesd/core/dtype.h"
 #include "mindiesd/pipelines/pipeline_util.h"
+#include "mindiesd/quant/attention_quant.h"
 #include "mindiesd/quant/quant_config.h"
 #include "mindiesd/quant/quantize.h"
 
@@ -50,6 +51,7 @@ struct RunSummary {
   bool cfg = false;
   // With --quant or a quantized folder: what was quantized.
   std::optional<quant::QuantReport> quant;
+  std::optional<quant::AttentionQuantConfig> attention_quant;  // with --quant-attention
 };
 void print_summary(const RunSummary& s);
 // --cache SPEC (cache::parse_cache_spec), a UsageError naming the problem otherwise.
@@ -58,6 +60,8 @@ cache::CacheConfig parse_cache(const std::string& spec);
 extern const char* const kCacheHelp;
 // --quant SPEC (quant::parse_quant_spec), a UsageError naming the problem otherwise.
 quant::QuantConfig parse_quant(const std::string& spec);
+// --quant-attention SPEC (quant::parse_attention_quant_spec), a UsageError otherwise.
+quant::AttentionQuantConfig parse_attention_quant(const std::string& spec);
 // The --quant lines of the commands' help.
 extern const char* const kQuantHelp;
 // The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.

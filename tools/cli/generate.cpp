@@ -30,7 +30,6 @@ using pipelines::FluxPipeline;
 using pipelines::FluxPipelineOptions;
 using pipelines::FluxRequest;
 
-
 // out.png -> out-3.png for the 4th of several images.
 fs::path numbered(const fs::path& out, size_t i, size_t n) {
   if (n == 1) return out;
@@ -72,7 +71,6 @@ const char* help_text() {
   static const std::string text = std::string(kHelpOptions) + kCacheHelp + kQuantHelp;
   return text.c_str();
 }
-
 
 }  // namespace
 
@@ -183,6 +181,8 @@ int cmd_generate(const std::vector<std::string>& args) {
         req.cache = parse_cache(value());
       else if (a == "--quant")
         options.quant = parse_quant(value());
+      else if (a == "--quant-attention")
+        options.attention_quant = parse_attention_quant(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else if (a == "--vae-tiling") {
@@ -233,7 +233,7 @@ int cmd_generate(const std::vector<std::string>& args) {
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
                  r.cache_stats, req.true_cfg_scale > 1.0 && !req.negative_prompts.empty(),
-                 pipe.quant_report()});
+                 pipe.quant_report(), options.attention_quant});
   return 0;
 }
 

@@ -129,6 +129,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         req.cache = parse_cache(value());
       else if (a == "--quant")
         options.quant = parse_quant(value());
+      else if (a == "--quant-attention")
+        options.attention_quant = parse_attention_quant(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else {
@@ -175,7 +177,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
   const auto& t = r.timings;
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
-                 r.cache_stats, req.guidance_scale > 1.0, pipe.quant_report()});
+                 r.cache_stats, req.guidance_scale > 1.0, pipe.quant_report(),
+                 options.attention_quant});
   return 0;
 }
 

@@ -208,7 +208,7 @@ std::pair<Tensor, Tensor> double_block(const Weights::Double& w, const Tensor& h
     const Tensor v = joint_heads(nc, w.add_v, Tensor(), nx, w.to_v, Tensor(), h, dt, ctx);
     apply_rope(q, rope);
     apply_rope(k, rope);
-    return layer::attention_forward(q, k, v).flatten(2, 3);
+    return layer::attention_forward(q, k, v, ctx).flatten(2, 3);
   });
   const int64_t st = context.size(1), si = hidden.size(1);
   const Tensor a_txt = a.narrow(1, 0, st), a_img = a.narrow(1, st, si);
@@ -254,7 +254,7 @@ Tensor single_block(const Weights::Single& w, const Tensor& joint, const Tensor&
       apply_rope(q, rope);
       apply_rope(k, rope);
       const Tensor v = layer::linear(nx, w.to_v, ctx).view({b, s, h.heads, h.head_dim});
-      return layer::attention_forward(q, k, v).flatten(2, 3);
+      return layer::attention_forward(q, k, v, ctx).flatten(2, 3);
     });
     const Tensor parts[] = {a, mlp};
     attn_mlp = ops::cat(parts, 2);

@@ -195,7 +195,7 @@ Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockA
       const Tensor v = heads_of(nx, w.attn1.to_v, a.heads, ctx);
       layer::rotary_position_embedding_(q, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
       layer::rotary_position_embedding_(k, a.rope.cos, a.rope.sin, "rotated_interleaved", "BSND");
-      return layer::attention_forward(q, k, v).flatten(2, 3);
+      return layer::attention_forward(q, k, v, ctx).flatten(2, 3);
     });
     x = layer::linear(o, w.attn1.to_out, ctx, gated_residual(gate_msa, hidden));
   }
@@ -205,12 +205,12 @@ Tensor block_forward(const Weights::Block& w, const Tensor& hidden, const BlockA
     const Tensor q = normed_heads(n2, w.attn2.to_q, w.attn2.norm_q, a.heads, a.eps, ctx);
     const Tensor k = normed_heads(a.context, w.attn2.to_k, w.attn2.norm_k, a.heads, a.eps, ctx);
     const Tensor v = heads_of(a.context, w.attn2.to_v, a.heads, ctx);
-    Tensor o = layer::attention_forward(q, k, v).flatten(2, 3);
+    Tensor o = layer::attention_forward(q, k, v, ctx).flatten(2, 3);
     if (a.context_img.defined()) {
       const Tensor ki =
           normed_heads(a.context_img, w.attn2.add_k, w.attn2.norm_added_k, a.heads, a.eps, ctx);
       const Tensor vi = heads_of(a.context_img, w.attn2.add_v, a.heads, ctx);
-      const Tensor oi = layer::attention_forward(q, ki, vi).flatten(2, 3);
+      const Tensor oi = layer::attention_forward(q, ki, vi, ctx).flatten(2, 3);
       o = ops::add(o, oi);  // hidden_states + hidden_states_img, in the model dtype
     }
     x = layer::linear(o, w.attn2.to_out, ctx, residual_add(x));
