@@ -55,6 +55,33 @@ grep -q "cond: 5 steps computed, 3 cached  \[CCC-C-C-\]" "$tmp/stderr" || fail "
 grep -q "uncond: 5 steps computed, 3 cached" "$tmp/stderr" || fail "no uncond line: $(cat "$tmp/stderr")"
 grep -q "FLOP saved .*cache holds" "$tmp/stderr" || fail "no FLOP / memory line: $(cat "$tmp/stderr")"
 
+# Quantization: on the fly (the summary names it), composed with a cache and FP8 attention; and a
+# calibrated static W8A8 folder written by `mindiesd quantize`, which loads without float weights.
+"$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 4 \
+  --size 32x32 --max-sequence-length 16 --quant w4a16 --quant-attention fp8:rotate=1 \
+  --cache dit_block:start=2,interval=2 --out "$tmp/quant.png" --quiet >/dev/null 2>"$tmp/stderr" ||
+  { cat "$tmp/stderr"; fail "quantized run failed"; }
+[[ "$(png_size "$tmp/quant.png")" == "32x32" ]] || fail "quant.png is $(png_size "$tmp/quant.png")"
+grep -q "quant: 34 of 44 linear layers W4A16" "$tmp/stderr" || fail "no quant line: $(cat "$tmp/stderr")"
+grep -q "quant: fp8 attention" "$tmp/stderr" || fail "no attention quant line: $(cat "$tmp/stderr")"
+"$bin" quantize --model "$model" --algo w8a8 --smooth 0.5 --steps 2 --size 32x32 --quiet \
+  --out "$tmp/q8" >"$tmp/stdout" 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "quantize failed"; }
+grep -q "wrote $tmp/q8: 34 of 44 linear layers W8A8" "$tmp/stdout" || fail "quantize said: $(cat "$tmp/stdout")"
+[[ -f "$tmp/q8/transformer/quant_model_description_w8a8.json" ]] || fail "no description written"
+! ls "$tmp/q8/transformer" | grep -q diffusion_pytorch_model || fail "float weights copied"
+"$bin" generate --model "$tmp/q8" --prompt "a red circle on a blue background" --steps 2 \
+  --size 32x32 --max-sequence-length 16 --out "$tmp/q8.png" --quiet >/dev/null 2>"$tmp/stderr" ||
+  { cat "$tmp/stderr"; fail "run from the quantized folder failed"; }
+grep -q "W8A8 (from the folder)" "$tmp/stderr" || fail "no folder quant line: $(cat "$tmp/stderr")"
+set +e
+"$bin" quantize --model "$model" --algo w8a8 --out "$tmp/q8" >/dev/null 2>"$tmp/stderr"; rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q "not empty" "$tmp/stderr" || fail "quantize over a folder: $rc $(cat "$tmp/stderr")"
+set +e
+"$bin" quantize --model "$model" --algo w2a2 --out "$tmp/q2" >/dev/null 2>"$tmp/stderr"; rc=$?
+set -e
+[[ $rc == 2 ]] && grep -q "unknown algorithm 'w2a2'" "$tmp/stderr" || fail "bad --algo: $rc $(cat "$tmp/stderr")"
+
 # Bad requests: exit code and a message naming the problem, no output file.
 expect_fail() {
   local code="$1" needle="$2"; shift 2
@@ -80,6 +107,11 @@ expect_fail 2 "--device: cpu, cuda or cuda:N" --model "$model" --prompt "x" --de
 expect_fail 2 "unknown method 'fastcache'" --model "$model" --prompt "x" --cache fastcache
 expect_fail 2 "teacache: unknown key 'tresh'" --model "$model" --prompt "x" --cache teacache:tresh=1
 expect_fail 2 "step_interval 0" --model "$model" --prompt "x" --cache dit_block:interval=0
+expect_fail 2 "unknown algorithm 'int3'" --model "$model" --prompt "x" --quant int3
+expect_fail 2 "group must be" --model "$model" --prompt "x" --quant w4a16:group=48
+expect_fail 2 "unknown scheme 'int8'" --model "$model" --prompt "x" --quant-attention int8
+expect_fail 1 "already quantized\|holds a quantized checkpoint" --model "$tmp/q8" --prompt "x" --size 32x32 \
+  --quant w8a8_dynamic
 expect_fail 1 "fn 4 + bn 0 leave no block" --model "$model" --prompt "x" --size 32x32 \
   --cache dbcache:fn=4
 if ! nvidia-smi -L >/dev/null 2>&1; then  # no GPU: asking for one is a clear runtime error

@@ -38,6 +38,11 @@ run --frames 5 --out "$tmp/frames/" --quiet >/dev/null 2>&1 || fail "png-frames 
 run --frames 1 --num-videos 2 --out "$tmp/n.mp4" --quiet >/dev/null 2>&1 || fail "batch run failed"
 [[ -s "$tmp/n-0.mp4" && -s "$tmp/n-1.mp4" ]] || fail "batch files: $(ls "$tmp")"
 
+# Quantized video: int8 linears and FP8 attention, named in the summary.
+run --frames 5 --steps 2 --quant w8a8_dynamic --quant-attention fp8 --out "$tmp/q.gif" --quiet \
+  >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "quantized run failed"; }
+grep -q "quant: .* linear layers W8A8_DYNAMIC" "$tmp/err" || fail "no quant line: $(cat "$tmp/err")"
+
 # A step cache on video: both CFG branches reported.
 run --frames 5 --steps 6 --cache dit_block:start=2,interval=2 --out "$tmp/c.gif" --quiet \
   >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "cached run failed"; }
