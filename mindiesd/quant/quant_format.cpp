@@ -17,6 +17,7 @@ namespace {
 
 constexpr const char* kDescriptionPrefix = "quant_model_description_";
 constexpr int64_t kMaxDescriptionBytes = int64_t{64} << 20;
+constexpr const char* kRunnable = "W8A8, W8A8_DYNAMIC, W8A8_TIMESTEP, W8A16, W4A16, FP8_DYNAMIC";
 // A layer's tensors under the suite's names (mul_scale is stored as "div.mul_scale").
 constexpr const char* kLayerTensors[] = {"weight",       "weight_scale", "bias",      "input_scale",
                                          "input_offset", "deq_scale",    "quant_bias"};
@@ -50,24 +51,18 @@ std::optional<fs::path> find_quant_description(const fs::path& dir) {
   return found;
 }
 
-QuantizedCheckpoint QuantizedCheckpoint::open(const fs::path& dir) {
-  const std::optional<fs::path> desc = find_quant_description(dir);
-  MINDIESD_CHECK(desc.has_value(), NotFound, dir.string(), ": no ", kDescriptionPrefix, "*.json");
-  const std::string src = desc->string();
-  const nlohmann::json j =
-      io::parse_json_strict(io::read_file(*desc, kMaxDescriptionBytes, "a JSON file"), src);
+QuantDescription parse_quant_description(std::string_view text, std::string_view source) {
+  const std::string src(source);
+  const nlohmann::json j = io::parse_json_strict(text, src);
   MINDIESD_CHECK(j.is_object(), Corrupt, src, ": the description must be a JSON object, got ",
                  io::json_type_word(j));
-  QuantizedCheckpoint q;
-  q.description_ = *desc;
+  QuantDescription d;
   auto t = j.find("model_quant_type");
   MINDIESD_CHECK(t != j.end(), Corrupt, src, ": model_quant_type is missing");
   MINDIESD_CHECK(t->is_string(), Corrupt, src, ": model_quant_type must be a string, got ",
                  io::json_type_word(*t));
-  MINDIESD_CHECK(algo_from_name(t->get<std::string>(), &q.model_type_), Unsupported, src,
-                 ": model_quant_type '", t->get<std::string>(),
-                 "' is not one this build runs (W8A8, W8A8_DYNAMIC, W8A8_TIMESTEP, W8A16, W4A16, "
-                 "FP8_DYNAMIC)");
+  MINDIESD_CHECK(algo_from_name(t->get<std::string>(), &d.model_quant_type), Unsupported, src,
+                 ": model_quant_type '", t->get<std::string>(), "' is not one this build runs (", kRunnable, ")");
   for (const auto& [key, value] : j.items()) {
     if (key == "model_quant_type") continue;
     MINDIESD_CHECK(value.is_string(), Corrupt, src, ": entry '", key,
@@ -75,11 +70,21 @@ QuantizedCheckpoint QuantizedCheckpoint::open(const fs::path& dir) {
     const std::string v = value.get<std::string>();
     QuantAlgo a;
     MINDIESD_CHECK(v == "FLOAT" || algo_from_name(v, &a), Unsupported, src, ": entry '", key,
-                   "': algorithm '", v,
-                   "' is not one this build runs (W8A8, W8A8_DYNAMIC, W8A8_TIMESTEP, W8A16, W4A16, "
-                   "FP8_DYNAMIC)");
-    q.entries_[key] = v;
+                   "': algorithm '", v, "' is not one this build runs (", kRunnable, ")");
+    d.entries[key] = v;
   }
+  return d;
+}
+
+QuantizedCheckpoint QuantizedCheckpoint::open(const fs::path& dir) {
+  const std::optional<fs::path> desc = find_quant_description(dir);
+  MINDIESD_CHECK(desc.has_value(), NotFound, dir.string(), ": no ", kDescriptionPrefix, "*.json");
+  const std::string src = desc->string();
+  QuantDescription d = parse_quant_description(io::read_file(*desc, kMaxDescriptionBytes, "a JSON file"), src);
+  QuantizedCheckpoint q;
+  q.description_ = *desc;
+  q.model_type_ = d.model_quant_type;
+  q.entries_ = std::move(d.entries);
   // The weight file named after the description's suffix (the suite's pairing).
   const std::string suffix = desc->stem().string().substr(std::string(kDescriptionPrefix).size());
   const fs::path weights = dir / ("quant_model_weight_" + suffix + ".safetensors");

@@ -31,6 +31,14 @@ namespace mindiesd::quant {
 // several).
 std::optional<std::filesystem::path> find_quant_description(const std::filesystem::path& dir);
 
+// A description's content: its model_quant_type and each entry (tensor name -> algorithm or
+// "FLOAT"). Corrupt / Unsupported naming `source` as QuantizedCheckpoint::open reports them.
+struct QuantDescription {
+  QuantAlgo model_quant_type = QuantAlgo::W8A8_DYNAMIC;
+  std::map<std::string, std::string> entries;
+};
+QuantDescription parse_quant_description(std::string_view text, std::string_view source);
+
 class QuantizedCheckpoint {
  public:
   // Reads the description in `dir` and maps its weight file. Corrupt / InvalidArgument naming
