@@ -189,16 +189,16 @@ if [ "${BUILD_STATUS%% *}" = ok ]; then
 fi
 
 # The tensor-core kernels' shared-memory discipline on the real device: compute-sanitizer's
-# racecheck (and memcheck) over the attention and grouped-GEMM harness cases (small shapes; the
-# tools are slow).
+# racecheck (and memcheck) over the attention and grouped-GEMM harness cases and the quantization
+# kernels' unit tests (small shapes; the tools are slow).
 RACECHECK=skipped
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ "${BUILD_STATUS%% *}" = ok ] && [ "$GPU" != none ] && [ -n "$SANITIZER" ]; then
   RACECHECK=""
   for tool in racecheck memcheck; do
-    step "sanitizer: $tool over the attention and grouped-GEMM harnesses"
+    step "sanitizer: $tool over the attention, grouped-GEMM and quantization kernels"
     if timeout 300 "$SANITIZER" --tool "$tool" --error-exitcode 9 "$BUILD/tests/mindiesd_tests" \
-      --gtest_filter='Layer/AttentionHarness.*:Layer/GroupedMatmulHarness.*' >"$LOGS/$tool.log" 2>&1; then
+      --gtest_filter='Layer/AttentionHarness.*:Layer/GroupedMatmulHarness.*:QuantOps.*:QuantLinear.*:QuantAttention.*' >"$LOGS/$tool.log" 2>&1; then
       RACECHECK+="$tool clean; "
     else
       RACECHECK+="$tool FAILED (rc $?, see $tool.log); "

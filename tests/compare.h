@@ -85,4 +85,17 @@ inline double max_abs_diff(const Tensor& got, const ref::Array& want) {
   return diff(got, want).max_abs;
 }
 
+// PSNR (dB) of two outputs in [0, 1] (images, videos); +inf when identical, NaN when either holds
+// a non-finite value.
+inline double psnr01(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.to_vector(), y = b.to_vector();
+  EXPECT_EQ(x.size(), y.size());
+  double se = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i]) || !std::isfinite(y[i])) return NAN;
+    se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
+  }
+  return se == 0 ? INFINITY : 10.0 * std::log10(static_cast<double>(x.size()) / se);
+}
+
 }  // namespace mindiesd::test

@@ -32,17 +32,7 @@ struct Output {
   std::optional<cache::CacheStats> stats;
 };
 
-// PSNR (dB) of two [0, 1] outputs; +inf when identical, NaN when either is not finite.
-double psnr(const Tensor& a, const Tensor& b) {
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double se = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i]) || !std::isfinite(y[i])) return NAN;
-    se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
-  }
-  return se == 0 ? INFINITY : 10.0 * std::log10(static_cast<double>(x.size()) / se);
-}
+double psnr(const Tensor& a, const Tensor& b) { return test::psnr01(a, b); }
 
 class FluxCache : public ::testing::Test {
  protected:

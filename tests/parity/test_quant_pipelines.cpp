@@ -35,16 +35,7 @@ namespace fs = std::filesystem;
 const std::string kFlux = MINDIESD_SOURCE_DIR "/tests/data/golden/flux/pipeline";
 const std::string kWan = MINDIESD_SOURCE_DIR "/tests/data/golden/wan_pipeline";
 
-double psnr(const Tensor& a, const Tensor& b) {
-  const std::vector<float> x = a.to_vector(), y = b.to_vector();
-  EXPECT_EQ(x.size(), y.size());
-  double se = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i]) || !std::isfinite(y[i])) return NAN;
-    se += (double(x[i]) - y[i]) * (double(x[i]) - y[i]);
-  }
-  return se == 0 ? INFINITY : 10.0 * std::log10(double(x.size()) / se);
-}
+double psnr(const Tensor& a, const Tensor& b) { return test::psnr01(a, b); }
 
 // ---- FLUX ----
 
