@@ -65,13 +65,20 @@ Tensor hadamard(int64_t d, DType dtype, Device device) {
   return Tensor::from_vector(m, {d, d}).to(dtype).to(device);
 }
 
+Tensor Fp8Attention::rotation(int64_t d, Device device) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Tensor& h = rotations_[{d, device.str()}];
+  if (!h.defined()) h = hadamard(d, DType::f32, device).view({1, 1, d, d});
+  return h;
+}
+
 Tensor Fp8Attention::attention(const Context&, const Tensor& q, const Tensor& k,
                                const Tensor& v) const {
   Tensor qr = q, kr = k;
   if (config_.rotate) {
     // f32 rotation so the rotated values are rounded once, by the quantization.
     const int64_t d = q.size(3);
-    const Tensor hm = hadamard(d, DType::f32, q.device()).view({1, 1, d, d});
+    const Tensor hm = rotation(d, q.device());
     qr = ops::matmul(q.to(DType::f32), hm);
     kr = ops::matmul(k.to(DType::f32), hm);
   }

@@ -10,8 +10,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "mindiesd/core/context.h"
 #include "mindiesd/core/tensor.h"
@@ -41,7 +44,12 @@ class Fp8Attention final : public AttentionPolicy {
   const AttentionQuantConfig& config() const { return config_; }
 
  private:
+  // The Hadamard matrix, built on first use per (head_dim, device), not on every call.
+  Tensor rotation(int64_t d, Device device) const;
+
   AttentionQuantConfig config_;
+  mutable std::mutex mu_;
+  mutable std::map<std::pair<int64_t, std::string>, Tensor> rotations_;
 };
 
 }  // namespace mindiesd::quant

@@ -35,9 +35,7 @@ class Calibrator final : public LinearObserver {
     model.for_each_linear([&](const layer::Linear& l) {
       auto it = seen_.find(l.name);
       if (it == seen_.end() || !l.weight.defined()) return;
-      std::vector<float> s = smooth_scale(it->second.channel_absmax, l.weight, alpha);
-      for (float& v : s) v = 1.0f / v;
-      out[l.name] = std::move(s);
+      out[l.name] = smooth_mul_scale(it->second.channel_absmax, l.weight, alpha);
     });
     return out;
   }
@@ -49,5 +47,26 @@ class Calibrator final : public LinearObserver {
   std::map<std::string, std::vector<float>> smoothing_;
   int64_t calls_ = 0;
 };
+
+// The calibration `config` needs for `model`: `run_pass(calibrator, pass, passes)` runs the
+// calibration prompts once with the calibrator as the requests' linear observer. One pass, or
+// two when a static scheme is smoothed (the second under the smoothing of the first's maxima);
+// a smoothed dynamic scheme gets its mul_scale from the maxima of its one pass.
+template <typename Model, typename RunPass>
+Calibration calibrate(const Model& model, const QuantConfig& config, RunPass&& run_pass) {
+  Calibrator cal(config);
+  const bool smooth = config.smooth_alpha > 0,
+             two_passes = smooth && needs_calibration(config.algo);
+  run_pass(cal, 0, two_passes ? 2 : 1);
+  if (two_passes) {
+    cal.set_smoothing(cal.smoothing_for(model, config.smooth_alpha));
+    run_pass(cal, 1, 2);
+  }
+  Calibration c = cal.result();
+  if (smooth && !two_passes)
+    for (auto& [name, s] : cal.smoothing_for(model, config.smooth_alpha))
+      c[name].mul_scale = std::move(s);
+  return c;
+}
 
 }  // namespace mindiesd::quant

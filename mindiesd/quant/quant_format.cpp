@@ -62,7 +62,8 @@ QuantDescription parse_quant_description(std::string_view text, std::string_view
   MINDIESD_CHECK(t->is_string(), Corrupt, src, ": model_quant_type must be a string, got ",
                  io::json_type_word(*t));
   MINDIESD_CHECK(algo_from_name(t->get<std::string>(), &d.model_quant_type), Unsupported, src,
-                 ": model_quant_type '", t->get<std::string>(), "' is not one this build runs (", kRunnable, ")");
+                 ": model_quant_type '", t->get<std::string>(), "' is not one this build runs (",
+                 kRunnable, ")");
   for (const auto& [key, value] : j.items()) {
     if (key == "model_quant_type") continue;
     MINDIESD_CHECK(value.is_string(), Corrupt, src, ": entry '", key,
@@ -80,7 +81,8 @@ QuantizedCheckpoint QuantizedCheckpoint::open(const fs::path& dir) {
   const std::optional<fs::path> desc = find_quant_description(dir);
   MINDIESD_CHECK(desc.has_value(), NotFound, dir.string(), ": no ", kDescriptionPrefix, "*.json");
   const std::string src = desc->string();
-  QuantDescription d = parse_quant_description(io::read_file(*desc, kMaxDescriptionBytes, "a JSON file"), src);
+  QuantDescription d =
+      parse_quant_description(io::read_file(*desc, kMaxDescriptionBytes, "a JSON file"), src);
   QuantizedCheckpoint q;
   q.description_ = *desc;
   q.model_type_ = d.model_quant_type;

@@ -62,6 +62,13 @@ std::vector<float> smooth_scale(const std::vector<float>& xmax, const Tensor& we
   return s;
 }
 
+std::vector<float> smooth_mul_scale(const std::vector<float>& xmax, const Tensor& weight,
+                                    double alpha) {
+  std::vector<float> m = smooth_scale(xmax, weight, alpha);
+  for (float& v : m) v = 1.0f / v;
+  return m;
+}
+
 std::shared_ptr<const QuantizedLinear> quantize_linear(const layer::Linear& l, const QuantConfig& c,
                                                        const LayerCalibration* calib) {
   MINDIESD_CHECK(!l.impl, InvalidArgument, "quantize: layer ", l.name, " is already quantized (",
@@ -87,8 +94,7 @@ std::shared_ptr<const QuantizedLinear> quantize_linear(const layer::Linear& l, c
                    ": smoothing a static scheme needs its ranges recorded under the smoothing "
                    "(calibration's second pass); this calibration has none");
     if (mul.empty()) {
-      mul = smooth_scale(calib->channel_absmax, w, c.smooth_alpha);
-      for (float& v : mul) v = 1.0f / v;
+      mul = smooth_mul_scale(calib->channel_absmax, w, c.smooth_alpha);
     }
     MINDIESD_CHECK(static_cast<int64_t>(mul.size()) == k, InvalidArgument, "quantize: layer ",
                    l.name, ": smoothing of ", mul.size(), " channels for ", k, " inputs");

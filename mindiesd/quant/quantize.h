@@ -34,6 +34,10 @@ using Calibration = std::map<std::string, LayerCalibration>;
 std::vector<float> smooth_scale(const std::vector<float>& channel_absmax, const Tensor& weight,
                                 double alpha);
 
+// The activation's multiplier under that smoothing: mul_scale = 1 / s (the suite's div.mul_scale).
+std::vector<float> smooth_mul_scale(const std::vector<float>& channel_absmax, const Tensor& weight,
+                                    double alpha);
+
 // The quantized form of one float layer (InvalidArgument naming the layer when the config needs
 // calibration it lacks).
 std::shared_ptr<const QuantizedLinear> quantize_linear(

@@ -73,17 +73,12 @@ void write_calibrated_flux(const std::string& spec, double alpha, const fs::path
   pipelines::FluxPipeline p = flux(kFlux);
   quant::QuantConfig cfg = quant::parse_quant_spec(spec);
   cfg.smooth_alpha = alpha;
-  quant::Calibrator cal(cfg);
-  const bool two = alpha > 0 && quant::needs_calibration(cfg.algo);
-  for (int pass = 0; pass < (two ? 2 : 1); ++pass) {
-    if (pass == 1) cal.set_smoothing(cal.smoothing_for(p.transformer(), alpha));
-    for (const char* prompt :
-         {"a small red circle at the top left", "a blue square on a white background"})
-      flux_images(p, &cal, prompt);
-  }
-  quant::Calibration c = cal.result();
-  if (alpha > 0 && !two)
-    for (auto& [name, s] : cal.smoothing_for(p.transformer(), alpha)) c[name].mul_scale = s;
+  const quant::Calibration c =
+      quant::calibrate(p.transformer(), cfg, [&](quant::Calibrator& cal, int, int) {
+        for (const char* prompt :
+             {"a small red circle at the top left", "a blue square on a white background"})
+          flux_images(p, &cal, prompt);
+      });
   const auto q = quant::quantize(p.transformer(), cfg, &c);
   quant::save_quantized_pipeline(kFlux, out, cfg.algo, quant::quantized_layers(q));
 }

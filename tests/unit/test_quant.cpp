@@ -238,8 +238,7 @@ quant::LayerCalibration calibration_of(const Tensor& x, int64_t steps,
   for (size_t i = 0; i < v.size(); ++i)
     c.channel_absmax[i % k] = std::max(c.channel_absmax[i % k], std::fabs(v[i]));
   if (alpha > 0) {
-    c.mul_scale = quant::smooth_scale(c.channel_absmax, weight, alpha);
-    for (float& m : c.mul_scale) m = 1.0f / m;
+    c.mul_scale = quant::smooth_mul_scale(c.channel_absmax, weight, alpha);
     for (size_t i = 0; i < v.size(); ++i) v[i] *= c.mul_scale[i % k];
   }
   for (int64_t s = 0; s < steps; ++s) {

@@ -81,31 +81,24 @@ void apply(const Settings& s, Request& r) {
   r.seed = s.seed;
 }
 
-// Runs every prompt through `pipe` with the calibrator watching; a second pass under the
-// smoothing when a static scheme is smoothed.
+// Runs every prompt through `pipe` with the calibrator watching (quant::calibrate decides the
+// passes).
 template <typename Pipeline, typename Request>
-quant::Calibration calibrate(Pipeline& pipe, std::vector<Request> requests,
+quant::Calibration calibrate(Pipeline& pipe, const std::vector<Request>& requests,
                              const quant::QuantConfig& cfg, bool quiet) {
-  quant::Calibrator cal(cfg);
-  const bool two_passes = cfg.smooth_alpha > 0 && quant::needs_calibration(cfg.algo);
-  for (int pass = 0; pass < (two_passes ? 2 : 1); ++pass) {
-    if (pass == 1) cal.set_smoothing(cal.smoothing_for(pipe.transformer(), cfg.smooth_alpha));
-    for (size_t i = 0; i < requests.size(); ++i) {
-      Request r = requests[i];
-      r.linear_observer = &cal;
-      if (!quiet)
-        std::fprintf(stderr, "calibration%s: prompt %zu of %zu\n",
-                     two_passes ? (pass ? " (pass 2)" : " (pass 1)") : "", i + 1, requests.size());
-      pipe.validate(r);
-      pipe.generate(r);
-    }
-  }
-  quant::Calibration c = cal.result();
-  if (cfg.smooth_alpha > 0 && !two_passes) {  // dynamic schemes: the smoothing from the maxima
-    for (auto& [name, s] : cal.smoothing_for(pipe.transformer(), cfg.smooth_alpha))
-      c[name].mul_scale = s;
-  }
-  return c;
+  return quant::calibrate(pipe.transformer(), cfg,
+                          [&](quant::Calibrator& cal, int pass, int passes) {
+                            for (size_t i = 0; i < requests.size(); ++i) {
+                              Request r = requests[i];
+                              r.linear_observer = &cal;
+                              if (!quiet)
+                                std::fprintf(stderr, "calibration%s: prompt %zu of %zu\n",
+                                             passes == 2 ? (pass ? " (pass 2)" : " (pass 1)") : "",
+                                             i + 1, requests.size());
+                              pipe.validate(r);
+                              pipe.generate(r);
+                            }
+                          });
 }
 
 }  // namespace
@@ -180,7 +173,7 @@ int cmd_quantize(const std::vector<std::string>& args) {
   // The quantized transformer and the float checkpoint it came from, per family.
   auto run = [&](auto& pipe, auto requests) {
     std::optional<quant::Calibration> cal;
-    if (calibrated) cal = calibrate(pipe, std::move(requests), *cfg, set.quiet);
+    if (calibrated) cal = calibrate(pipe, requests, *cfg, set.quiet);
     quant::QuantReport report;
     const auto q = quant::quantize(pipe.transformer(), *cfg, cal ? &*cal : nullptr, &report);
     quant::save_quantized_pipeline(model, out, cfg->algo, quant::quantized_layers(q));
