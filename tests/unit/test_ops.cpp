@@ -134,8 +134,7 @@ std::vector<Case> reduce_cases() {
                            {{}, "all_large", {3, 1 << 16}, nullptr}};
   for (auto [k, kname] : kinds) {
     for (const Dims& ds : dim_sets) {
-      // (int8 codes: the quant family's GEMM and dequantization)
-    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
+      for (DType t : {DType::f32, DType::bf16}) {
         Case c;
         c.name = std::string("reduce_") + kname + "_" + ds.name + "_" + dtype_name(t);
         c.inputs = {Input{ds.shape, t, Domain::normal, ds.view}};
@@ -326,8 +325,7 @@ std::vector<Case> conv_cases() {
       {"conv2d_groups2_1x1", {1, 6, 5, 5}, {4, 3, 1, 1}, {{1}, {0}, {1}, 2}, true},
   };
   for (const Conv2d& cv : convs) {
-    // (int8 codes: the quant family's GEMM and dequantization)
-    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
+    for (DType t : {DType::f32, DType::bf16}) {
       Case c;
       c.name = std::string(cv.name) + "_" + dtype_name(t);
       c.inputs = {Input{cv.x, t}, Input{cv.w, t}};
@@ -383,8 +381,7 @@ std::vector<Case> interpolate_cases() {
                         {"bilinear_align_corners", InterpolateMode::bilinear, true, 13, 20, 0.0},
                         {"bilinear_down", InterpolateMode::bilinear, false, 3, 4, 0.0}};
   for (const Interp& it : its) {
-    // (int8 codes: the quant family's GEMM and dequantization)
-    for (DType t : {DType::f32, DType::bf16, DType::i8}) {
+    for (DType t : {DType::f32, DType::bf16}) {
       Case c;
       c.name = std::string("interpolate_") + it.name + "_" + dtype_name(t);
       c.inputs = {Input{{2, 3, 7, 9}, t}};
