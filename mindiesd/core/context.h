@@ -8,6 +8,7 @@
 // compute). With no policy set (the default Context) both are the plain loop and call.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -67,7 +68,8 @@ class LinearObserver {
 };
 
 // Computes a block's attention in place of the dense kernel: quantized attention (quant/
-// attention_quant.h), later sparse and sequence-parallel attention. q, k, v are BSND views.
+// attention_quant.h), sparse attention (sparse/sparse_attention_policy.h), later
+// sequence-parallel attention. q, k, v are BSND views.
 class AttentionPolicy {
  public:
   virtual ~AttentionPolicy() = default;
@@ -85,6 +87,10 @@ struct Context {
   CachePolicy* cache = nullptr;
   LinearObserver* linear_observer = nullptr;
   const AttentionPolicy* attention = nullptr;
+  // Set by a model's forward for its blocks: the grid (frames, rows, columns) of its image /
+  // video tokens, which are the last t * h * w tokens of a self-attention sequence (any tokens
+  // before them are text). {0, 0, 0}: unknown.
+  std::array<int64_t, 3> token_grid{};
 
   BlockStreams run_blocks(const BlockLoop& loop, BlockStreams s) const {
     if (cache && step >= 0) return cache->run_blocks(*this, loop, std::move(s));

@@ -39,6 +39,7 @@ class Stream;
   X(random)       /* RandomParams: Philox uniform / normal */           \
   X(attention)    /* AttentionParams: dense, flash-style */               \
   X(attention_varlen) /* AttentionParams: packed sequences, cu_seqlens */ \
+  X(sparse_attention) /* SparseAttentionParams: block-sparse, kept-block mask */ \
   X(norm)         /* NormParams: layer / rms / group, DiT fusions */      \
   X(rope)         /* RopeParams: rotary position embedding */          \
   X(quantize)     /* QuantizeParams: float rows -> int8 / fp8 codes */   \

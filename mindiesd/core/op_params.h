@@ -123,6 +123,17 @@ struct AttentionParams {
   bool causal = false;  // query i attends keys j <= i + (Sk - Sq) (bottom-right aligned)
 };
 
+// sparse_attention: in0 q, in1 k, in2 v as for attention (no causal, no element mask); in3 the
+// kept-block mask, boolean, viewed as (B, Hq, ceil(Sq / block_q), ceil(Sk / block_k)) with any
+// strides (0 = shared across batch or heads). Query rows of block i attend only the keys of the
+// blocks j with mask[b, h, i, j]; a query block with no kept key block outputs zeros. With an
+// all-true mask the result is bit-identical to the dense attention op on the same device.
+struct SparseAttentionParams {
+  float scale = 0.0f;
+  int64_t block_q = 128;  // tokens per query / key block: positive multiples of 64
+  int64_t block_k = 128;
+};
+
 // ---- norm (owned by the norm family: see mindiesd/kernel/cpu/norm.cpp) ----
 // Normalisation with the DiT fusions in one pass over memory. Inputs by position; an absent
 // optional is an undefined Tensor() (the dispatcher skips those when matching dtypes):

@@ -1,6 +1,7 @@
 #include "mindiesd/layer/attention.h"
 
 #include <cmath>
+#include <utility>
 
 #include "mindiesd/core/error.h"
 #include "mindiesd/core/op.h"
@@ -71,6 +72,21 @@ float default_scale(std::optional<float> scale, int64_t head_dim) {
   return 1.0f / std::sqrt(static_cast<float>(head_dim));
 }
 
+// The output in the caller's layout, and the BNSD view the kernel writes through.
+std::pair<Tensor, Tensor> output_for(const Tensor& q4, const Tensor& v4, AttentionLayout layout,
+                                     const Tensor& q) {
+  const int64_t b = q4.size(0), hq = q4.size(1), sq = q4.size(2), dv = v4.size(3);
+  Shape out_shape;
+  switch (layout) {
+    case AttentionLayout::BNSD: out_shape = {b, hq, sq, dv}; break;
+    case AttentionLayout::BSND: out_shape = {b, sq, hq, dv}; break;
+    case AttentionLayout::BSH: out_shape = {b, sq, hq * dv}; break;
+  }
+  Tensor out = Tensor::empty(out_shape, q.dtype(), q.device());
+  Tensor out4 = to_bnsd(out, layout, hq, "out");
+  return {std::move(out), std::move(out4)};
+}
+
 }  // namespace
 
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
@@ -95,22 +111,51 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, cons
                    " does not broadcast to (batch, heads, q_seq, kv_seq) = ", full.str());
     mask = attn_mask.expand(full);
   }
-  // The output in the caller's layout; the kernel writes through its BNSD view.
-  Shape out_shape;
-  const int64_t dv = v4.size(3);
-  switch (layout) {
-    case AttentionLayout::BNSD: out_shape = {b, hq, sq, dv}; break;
-    case AttentionLayout::BSND: out_shape = {b, sq, hq, dv}; break;
-    case AttentionLayout::BSH: out_shape = {b, sq, hq * dv}; break;
-  }
-  const Tensor out = Tensor::empty(out_shape, q.dtype(), q.device());
-  const Tensor out4 = to_bnsd(out, layout, hq, "out");
+  const auto [out, out4] = output_for(q4, v4, layout, q);
   AttentionParams p;
   p.scale = default_scale(o.scale, q4.size(3));
   p.causal = o.causal;
   if (b * hq * sq > 0) {
     const Tensor in[] = {q4, k4, v4, mask};
     dispatch(OpId::attention, std::span<const Tensor>(in, mask.defined() ? 4 : 3), {&out4, 1}, &p);
+  }
+  return out;
+}
+
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& block_mask, int64_t block_q, int64_t block_k,
+                              std::string_view layout_name, const AttentionOptions& o) {
+  const AttentionLayout layout = parse_attention_layout(layout_name);
+  const int64_t kv_heads = o.kv_head_num > 0 ? o.kv_head_num : o.head_num;
+  const Tensor q4 = to_bnsd(q, layout, o.head_num, "q");
+  const Tensor k4 = to_bnsd(k, layout, kv_heads, "k");
+  const Tensor v4 = to_bnsd(v, layout, kv_heads, "v");
+  check_qkv(q4, k4, v4, 2, 3, 1, 0);
+  MINDIESD_CHECK(!o.causal, InvalidArgument, "block_sparse_attention: causal is not supported");
+  MINDIESD_CHECK(block_q > 0 && block_q % 64 == 0 && block_k > 0 && block_k % 64 == 0,
+                 InvalidArgument, "block_sparse_attention: block sizes must be positive multiples "
+                 "of 64, got ", block_q, " x ", block_k);
+  const int64_t b = q4.size(0), hq = q4.size(1), sq = q4.size(2), sk = k4.size(2);
+  const Shape blocks{b, hq, (sq + block_q - 1) / block_q, (sk + block_k - 1) / block_k};
+  MINDIESD_CHECK(block_mask.defined() && block_mask.dtype() == DType::boolean, InvalidArgument,
+                 "block_sparse_attention: block_mask must be a boolean tensor");
+  bool broadcasts = block_mask.dim() <= 4;
+  for (int i = 1; broadcasts && i <= block_mask.dim(); ++i) {
+    const int64_t m = block_mask.size(-i), want = blocks[4 - i];
+    broadcasts = m == want || m == 1;
+  }
+  MINDIESD_CHECK(broadcasts, InvalidArgument, "block_sparse_attention: block_mask ", block_mask.shape().str(),
+                 " does not broadcast to (batch, heads, query blocks, key blocks) = ", blocks.str());
+  const Tensor mask =
+      (block_mask.device() == q.device() ? block_mask : block_mask.to(q.device())).expand(blocks);
+  const auto [out, out4] = output_for(q4, v4, layout, q);
+  SparseAttentionParams p;
+  p.scale = default_scale(o.scale, q4.size(3));
+  p.block_q = block_q;
+  p.block_k = block_k;
+  if (b * hq * sq > 0) {
+    const Tensor in[] = {q4, k4, v4, mask};
+    dispatch(OpId::sparse_attention, in, {&out4, 1}, &p);
   }
   return out;
 }

@@ -34,6 +34,17 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& attn_mask = Tensor(), std::string_view layout = "BSND",
                          const AttentionOptions& options = {});
 
+// Block-sparse attention (the sparse_attention op): q, k, v in `layout` as above (no element
+// mask, not causal); block_mask boolean, broadcastable to (batch, q heads, ceil(Sq / block_q),
+// ceil(Sk / block_k)). The queries of block i attend only the keys of the blocks j kept by
+// mask[b, h, i, j]; a query block keeping none outputs zeros. Block sizes are positive
+// multiples of 64. An all-true mask gives exactly attention_forward's result on the same device.
+// The mask estimators and the token reorderings are in layer/sparse_attention.h.
+Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& block_mask, int64_t block_q = 128,
+                              int64_t block_k = 128, std::string_view layout = "BSND",
+                              const AttentionOptions& options = {});
+
 // A model block's attention (BSND q, k, v; no mask): the context's attention policy when it has
 // one, else the dense kernel above.
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Context& ctx);

@@ -251,6 +251,7 @@ void FluxPipeline::validate(const FluxRequest& r) const {
   const auto& tc = impl_->transformer_config;
   check_cache_request(r.cache, tc.num_layers + tc.num_single_layers, r.num_inference_steps,
                       impl_->options.cuda_graphs);
+  check_sparse_request(r.sparse_attention, impl_->options.cuda_graphs);
   const int64_t need = estimate_activation_bytes(r);
   const int64_t budget = impl_->options.memory_budget_bytes > 0 ? impl_->options.memory_budget_bytes
                                                                 : available_memory_bytes();
@@ -355,7 +356,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   const DenoiseContext calls(r.cache, "flux", r.num_inference_steps, r.linear_observer,
-                             s.attention_policy.get());
+                             s.attention_policy.get(), r.sparse_attention);
   for (int64_t i = 0; i < r.num_inference_steps; ++i) {
     // timestep = t.expand(B).to(latents.dtype) / 1000, in the latents' dtype.
     const Tensor t = ops::full({batch}, s.scheduler.timesteps()[i], DType::f32).to(dtype);
@@ -380,6 +381,7 @@ FluxResult FluxPipeline::generate(const FluxRequest& r) {
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
   result.cache_stats = calls.cache_stats();
+  result.sparse_stats = calls.sparse_stats();
 
   t0 = std::chrono::steady_clock::now();
   models::VaeTiling tiling;

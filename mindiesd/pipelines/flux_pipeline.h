@@ -70,6 +70,8 @@ struct FluxRequest {
   std::function<void(const FluxStepInfo&)> on_step;
   // Step cache (cache/cache_config.h); TeaCache uses FLUX's coefficients unless it names others.
   std::optional<cache::CacheConfig> cache;
+  // Sparse attention in the transformer's self-attention (sparse/sparse_attention_policy.h).
+  std::optional<sparse::SparseAttentionConfig> sparse_attention;
   // Sees every transformer linear layer's input (calibration: quant/calibration.h).
   LinearObserver* linear_observer = nullptr;
 };
@@ -86,6 +88,7 @@ struct FluxResult {
   int64_t peak_reserved_bytes = 0;   // the same allocator's peak, its cached free blocks included
   int64_t peak_rss_bytes = 0;        // process peak resident set (includes mapped weights)
   std::optional<cache::CacheStats> cache_stats;  // with a step cache
+  std::optional<sparse::SparseAttentionStats> sparse_stats;  // with sparse attention
 };
 
 struct FluxPromptEmbeds {

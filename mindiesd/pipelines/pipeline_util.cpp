@@ -53,8 +53,15 @@ void StepReporter::report_pending() {
 
 DenoiseContext::DenoiseContext(const std::optional<cache::CacheConfig>& cache,
                                const std::string& teacache_model, int64_t num_steps,
-                               LinearObserver* observer, const AttentionPolicy* attention)
+                               LinearObserver* observer, const AttentionPolicy* attention,
+                               const std::optional<sparse::SparseAttentionConfig>& sparse)
     : num_steps_(num_steps), observer_(observer), attention_(attention) {
+  if (sparse) {
+    MINDIESD_CHECK(attention == nullptr, InvalidArgument,
+                   "sparse attention cannot be combined with FP8 attention (--quant-attention) "
+                   "yet: use one of them");
+    sparse_ = std::make_unique<sparse::SparseAttention>(*sparse);
+  }
   if (!cache) return;
   cache::CacheConfig c = *cache;
   if (c.method == "teacache" && c.teacache_model.empty() && c.coefficients.empty())
@@ -65,6 +72,19 @@ DenoiseContext::DenoiseContext(const std::optional<cache::CacheConfig>& cache,
 std::optional<cache::CacheStats> DenoiseContext::cache_stats() const {
   if (!agent_) return std::nullopt;
   return agent_->stats();
+}
+
+std::optional<sparse::SparseAttentionStats> DenoiseContext::sparse_stats() const {
+  if (!sparse_) return std::nullopt;
+  return sparse_->stats();
+}
+
+void check_sparse_request(const std::optional<sparse::SparseAttentionConfig>& sparse,
+                          bool cuda_graphs) {
+  if (!sparse) return;
+  MINDIESD_CHECK(!cuda_graphs, InvalidArgument,
+                 "sparse attention: CUDA graphs replay one fixed forward, but the block masks are "
+                 "chosen on the host every step; use sparse attention without CUDA graphs");
 }
 
 void check_cache_request(const std::optional<cache::CacheConfig>& cache, int64_t num_blocks,

@@ -17,6 +17,7 @@
 #include "mindiesd/quant/attention_quant.h"
 #include "mindiesd/quant/quant_format.h"
 #include "mindiesd/quant/quantize.h"
+#include "mindiesd/sparse/sparse_attention_policy.h"
 
 namespace mindiesd {
 class Event;
@@ -58,22 +59,34 @@ class StepReporter {
   Tensor pending_latents_;
 };
 
-// The per-call Context of one generation's transformer calls: the step, the CFG branch and the
-// request's step cache (a fresh CacheAgent per generation), if any.
+// The per-call Context of one generation's transformer calls: the step, the CFG branch, the
+// request's step cache (a fresh CacheAgent per generation) and sparse attention (a fresh policy
+// per generation: its reused masks belong to this generation), if any.
 class DenoiseContext {
  public:
   // `teacache_model`: the coefficient table the pipeline picks for its model when the request's
   // teacache config names none.
+  // `attention`: the pipeline's attention policy (FP8 attention), which `sparse` may not join.
   DenoiseContext(const std::optional<cache::CacheConfig>& cache, const std::string& teacache_model,
                  int64_t num_steps, LinearObserver* observer = nullptr,
-                 const AttentionPolicy* attention = nullptr);
+                 const AttentionPolicy* attention = nullptr,
+                 const std::optional<sparse::SparseAttentionConfig>& sparse = std::nullopt);
   Context at(int64_t step, CfgBranch branch) const {
-    return Context{step, num_steps_, branch, agent_.get(), observer_, attention_};
+    Context c;
+    c.step = step;
+    c.num_steps = num_steps_;
+    c.branch = branch;
+    c.cache = agent_.get();
+    c.linear_observer = observer_;
+    c.attention = sparse_ ? sparse_.get() : attention_;
+    return c;
   }
   std::optional<cache::CacheStats> cache_stats() const;
+  std::optional<sparse::SparseAttentionStats> sparse_stats() const;
 
  private:
   std::unique_ptr<cache::CacheAgent> agent_;
+  std::unique_ptr<sparse::SparseAttention> sparse_;
   int64_t num_steps_;
   LinearObserver* observer_;
   const AttentionPolicy* attention_;
@@ -108,6 +121,10 @@ Model load_transformer(const io::Component& component, DType dtype, Device devic
 
 // InvalidArgument when a request's cache does not fit the model (`num_blocks` per forward) and
 // its steps, or asks for CUDA graphs too.
+// A request's sparse attention: a sparse start_step past the last step is allowed (all dense);
+// CUDA graphs are refused (the masks are chosen on the host from each step's scores).
+void check_sparse_request(const std::optional<sparse::SparseAttentionConfig>& sparse,
+                          bool cuda_graphs);
 void check_cache_request(const std::optional<cache::CacheConfig>& cache, int64_t num_blocks,
                          int64_t num_steps, bool cuda_graphs);
 

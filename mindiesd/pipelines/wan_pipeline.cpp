@@ -446,6 +446,7 @@ void WanPipeline::validate(const WanRequest& r) const {
   }
   check_cache_request(r.cache, impl_->transformer_config.num_layers, r.num_inference_steps,
                       impl_->options.cuda_graphs);
+  check_sparse_request(r.sparse_attention, impl_->options.cuda_graphs);
   const int64_t need = estimate_activation_bytes(r);
   const int64_t budget = impl_->options.memory_budget_bytes > 0 ? impl_->options.memory_budget_bytes
                                                                 : available_memory_bytes();
@@ -540,7 +541,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   StepForward cond_forward(*s.transformer, s.options.cuda_graphs);
   StepForward uncond_forward(*s.transformer, s.options.cuda_graphs);
   const DenoiseContext calls(r.cache, s.teacache_model(), steps, r.linear_observer,
-                             s.attention_policy.get());
+                             s.attention_policy.get(), r.sparse_attention);
   for (int64_t i = 0; i < steps; ++i) {
     Tensor input = latents.to(dtype);
     if (condition.defined()) {  // cat([latents, condition], dim=1).to(transformer_dtype)
@@ -567,6 +568,7 @@ WanResult WanPipeline::generate(const WanRequest& r) {
   result.timings.denoising_s = seconds_since(t0);
   result.latents = latents;
   result.cache_stats = calls.cache_stats();
+  result.sparse_stats = calls.sparse_stats();
 
   t0 = std::chrono::steady_clock::now();
   const Tensor z = s.vae->denormalize_latents(latents.to(s.options.vae_dtype));

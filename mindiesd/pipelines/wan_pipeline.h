@@ -70,6 +70,8 @@ struct WanRequest {
   // Step cache (cache/cache_config.h); TeaCache picks the Wan2.1 coefficients of the model
   // (T2V 1.3B / 14B by width, I2V 480P / 720P by the folder name) unless it names a table.
   std::optional<cache::CacheConfig> cache;
+  // Sparse attention in the transformer's self-attention (sparse/sparse_attention_policy.h).
+  std::optional<sparse::SparseAttentionConfig> sparse_attention;
   LinearObserver* linear_observer = nullptr;  // as FluxRequest::linear_observer
 };
 
@@ -86,6 +88,7 @@ struct WanResult {
   int64_t peak_reserved_bytes = 0;
   int64_t peak_rss_bytes = 0;
   std::optional<cache::CacheStats> cache_stats;  // with a step cache
+  std::optional<sparse::SparseAttentionStats> sparse_stats;  // with sparse attention
 };
 
 class WanPipeline {

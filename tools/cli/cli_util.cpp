@@ -80,6 +80,16 @@ void print_summary(const RunSummary& s) {
   if (s.quant) std::fprintf(stderr, "quant: %s\n", s.quant->str().c_str());
   if (s.attention_quant)
     std::fprintf(stderr, "quant: %s\n", quant::describe(*s.attention_quant).c_str());
+  if (s.sparse && s.sparse_stats) {
+    std::fprintf(stderr, "attention: %s; %lld calls sparse (mean kept blocks %.1f%%, %lld masks "
+                 "estimated, %lld reused), %lld dense\n",
+                 sparse::describe(*s.sparse).c_str(),
+                 static_cast<long long>(s.sparse_stats->sparse_calls),
+                 100.0 * s.sparse_stats->mean_density(),
+                 static_cast<long long>(s.sparse_stats->estimated),
+                 static_cast<long long>(s.sparse_stats->reused),
+                 static_cast<long long>(s.sparse_stats->dense_calls));
+  }
   if (s.cache && s.cache_stats) {
     std::fprintf(stderr, "cache: %s\n%s", cache::describe(*s.cache).c_str(),
                  cache::format_stats(*s.cache_stats, s.cfg).c_str());
@@ -120,6 +130,24 @@ const char* const kQuantHelp =
     "                           e4m3 block-quantized Q/K/V in the transformer blocks, Q and K\n"
     "                           optionally Hadamard-rotated (numerics of FP8 attention; no "
     "speedup)\n";
+
+std::optional<sparse::SparseAttentionConfig> parse_attention(const std::string& spec) {
+  try {
+    sparse::SparseAttentionConfig c = sparse::parse_sparse_attention_spec(spec);
+    if (c.sparsity == 0.0 && c.cdf_threshold >= 1.0) return std::nullopt;
+    return c;
+  } catch (const Error& e) {
+    throw UsageError{e.what()};
+  }
+}
+
+const char* const kAttentionHelp =
+    "  --attention SPEC         self-attention of the transformer blocks: dense (default) or\n"
+    "                           sparse:type=rf|ada_bsa,sparsity=S[,start_step=K,block=128,\n"
+    "                                  cdf=C,sink=1,recent=1,mask_interval=N]\n"
+    "                           block-sparse attention from step K on (dense before; suggested\n"
+    "                           starts: sparsity 0.6 for images, 0.8 for video); "
+    "docs/sparse_attention.md\n";
 
 cache::CacheConfig parse_cache(const std::string& spec) {
   try {

@@ -14,6 +14,7 @@
 #include "mindiesd/quant/attention_quant.h"
 #include "mindiesd/quant/quant_config.h"
 #include "mindiesd/quant/quantize.h"
+#include "mindiesd/sparse/sparse_attention_policy.h"
 
 namespace mindiesd::cli {
 
@@ -52,6 +53,9 @@ struct RunSummary {
   // With --quant or a quantized folder: what was quantized.
   std::optional<quant::QuantReport> quant;
   std::optional<quant::AttentionQuantConfig> attention_quant;  // with --quant-attention
+  // With --attention sparse:...: its settings and what it did.
+  std::optional<sparse::SparseAttentionConfig> sparse;
+  std::optional<sparse::SparseAttentionStats> sparse_stats;
 };
 void print_summary(const RunSummary& s);
 // --cache SPEC (cache::parse_cache_spec), a UsageError naming the problem otherwise.
@@ -64,6 +68,10 @@ quant::QuantConfig parse_quant(const std::string& spec);
 quant::AttentionQuantConfig parse_attention_quant(const std::string& spec);
 // The --quant lines of the commands' help.
 extern const char* const kQuantHelp;
+// --attention SPEC (sparse::parse_sparse_attention_spec), a UsageError otherwise; "dense" gives
+// no policy at all.
+std::optional<sparse::SparseAttentionConfig> parse_attention(const std::string& spec);
+extern const char* const kAttentionHelp;
 // The model folder: --model, else $MINDIESD_MODEL, else the model this repository ships.
 std::string model_folder(const std::vector<std::string>& args);
 

@@ -68,7 +68,7 @@ constexpr const char* kHelpOptions =
 
 // The options above plus the --cache options both commands share.
 const char* help_text() {
-  static const std::string text = std::string(kHelpOptions) + kCacheHelp + kQuantHelp;
+  static const std::string text = std::string(kHelpOptions) + kCacheHelp + kQuantHelp + kAttentionHelp;
   return text.c_str();
 }
 
@@ -183,6 +183,8 @@ int cmd_generate(const std::vector<std::string>& args) {
         options.quant = parse_quant(value());
       else if (a == "--quant-attention")
         options.attention_quant = parse_attention_quant(value());
+      else if (a == "--attention")
+        req.sparse_attention = parse_attention(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else if (a == "--vae-tiling") {
@@ -233,7 +235,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
                  r.cache_stats, req.true_cfg_scale > 1.0 && !req.negative_prompts.empty(),
-                 pipe.quant_report(), options.attention_quant});
+                 pipe.quant_report(), options.attention_quant, req.sparse_attention,
+                 r.sparse_stats});
   return 0;
 }
 

@@ -71,7 +71,7 @@ fs::path numbered_video(std::string out, size_t i, size_t n) {
 }  // namespace
 
 const char* generate_video_help() {
-  static const std::string text = std::string(kVideoHelp) + kCacheHelp + kQuantHelp;
+  static const std::string text = std::string(kVideoHelp) + kCacheHelp + kQuantHelp + kAttentionHelp;
   return text.c_str();
 }
 
@@ -131,6 +131,8 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
         options.quant = parse_quant(value());
       else if (a == "--quant-attention")
         options.attention_quant = parse_attention_quant(value());
+      else if (a == "--attention")
+        req.sparse_attention = parse_attention(value());
       else if (a == "--cuda-graphs")
         options.cuda_graphs = true;
       else {
@@ -178,7 +180,7 @@ int cmd_generate_video(const std::vector<std::string>& args, const std::string& 
   print_summary({t.load_s, t.text_encoding_s, t.denoising_s, t.decoding_s, req.num_inference_steps,
                  r.peak_allocated_bytes, r.peak_reserved_bytes, r.peak_rss_bytes, req.cache,
                  r.cache_stats, req.guidance_scale > 1.0, pipe.quant_report(),
-                 options.attention_quant});
+                 options.attention_quant, req.sparse_attention, r.sparse_stats});
   return 0;
 }
 

@@ -6,6 +6,7 @@
 // Micro-kernels use GCC vector extensions (16 x f32 = one AVX-512 register; two AVX2
 // registers elsewhere): logits for 4 query rows x 64 keys live in 16 accumulators, and the
 // P @ V update works on 4 rows x 32 output columns.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -30,9 +31,27 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 // One attention problem: 4-D views q (B, Hq, Sq, D), k/v (B, Hkv, Sk, D/Dv), out
-// (B, Hq, Sq, Dv), an optional mask view already expanded to (B, Hq, Sq, Sk).
+// (B, Hq, Sq, Dv), an optional mask view already expanded to (B, Hq, Sq, Sk), and for the
+// block-sparse op a kept-block mask (B, Hq, nQ, nK) with its block sizes (multiples of kBq and
+// kBk, so a work item lies in one query block and a key tile in one key block).
 struct Problem {
   Tensor q, k, v, mask, out;
+  Tensor block_mask;
+  int64_t block_q = 0, block_k = 0;
+
+  // Whether query rows [q0, q0 + kBq) of (b, h) attend the key tile starting at k0.
+  bool keeps(int64_t b, int64_t h, int64_t q0, int64_t k0) const {
+    if (!block_mask.defined()) return true;
+    const auto* m = static_cast<const uint8_t*>(block_mask.storage()->data());
+    return m[block_mask.offset() + b * block_mask.stride(0) + h * block_mask.stride(1) +
+             (q0 / block_q) * block_mask.stride(2) + (k0 / block_k) * block_mask.stride(3)] != 0;
+  }
+  // Key tiles an item visits: its share of the work.
+  int64_t tiles(int64_t b, int64_t h, int64_t q0) const {
+    int64_t n = 0;
+    for (int64_t k0 = 0; k0 < k.size(2); k0 += kBk) n += keeps(b, h, q0, k0);
+    return n;
+  }
 };
 
 // Per-thread buffers. K and V of the (problem, batch, kv head) being worked on are converted to
@@ -208,6 +227,7 @@ void attend_block(const Problem& pr, int64_t problem, const AttentionParams& p, 
   // Causal: keys beyond the last query row's horizon are never needed.
   const int64_t k_end = p.causal ? std::min<int64_t>(sk, q0 + nq + causal_shift) : sk;
   for (int64_t k0 = 0; k0 < k_end; k0 += kBk) {
+    if (!pr.keeps(b, h, q0, k0)) continue;
     const int64_t nk = std::min<int64_t>(kBk, k_end - k0);
     for (int64_t i = 0; i < nq4; i += 4) qk_4rows(sc.q + i * dp, dp, sc.kt + k0 * d, kBk, d, sc.s + i * kBk);
     for (int64_t i = 0; i < nq; ++i) {
@@ -279,19 +299,52 @@ void run_problems(const std::vector<Problem>& problems, const AttentionParams& p
     dmax = std::max(dmax, pr.q.size(3));
     dvmax = std::max(dvmax, pr.v.size(3));
   }
-  parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t lo, int64_t hi) {
-    Scratch sc(dmax, round16(dvmax));
-    for (int64_t w = lo; w < hi; ++w) {
+  // Contiguous runs of items per thread (so K/V conversions are reused along a run), cut where
+  // the running count of key tiles crosses an equal share: with a block mask, rows keep very
+  // different numbers of blocks, and an equal count of items would leave threads idle.
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  const int64_t threads = std::min<int64_t>(num_threads(), n_items);
+  std::vector<int64_t> cut(threads + 1, n_items);
+  cut[0] = 0;
+  bool sparse = false;
+  for (const Problem& pr : problems) sparse |= pr.block_mask.defined();
+  if (sparse && threads > 1) {
+    std::vector<int64_t> prefix(n_items + 1, 0);
+    for (int64_t w = 0; w < n_items; ++w) {
       const Item& it = items[w];
-      attend_block(problems[it.problem], it.problem, p, it.b, it.h, it.q0, sc);
+      prefix[w + 1] = prefix[w] + 1 + problems[it.problem].tiles(it.b, it.h, it.q0);
+    }
+    for (int64_t t = 1; t < threads; ++t) {
+      const int64_t share = prefix[n_items] * t / threads;
+      cut[t] = std::lower_bound(prefix.begin(), prefix.end(), share) - prefix.begin();
+    }
+  } else {
+    for (int64_t t = 1; t < threads; ++t) cut[t] = n_items * t / threads;
+  }
+  parallel_for(0, threads, 1, [&](int64_t lo, int64_t hi) {
+    Scratch sc(dmax, round16(dvmax));
+    for (int64_t t = lo; t < hi; ++t) {
+      for (int64_t w = cut[t]; w < cut[t + 1]; ++w) {
+        const Item& it = items[w];
+        attend_block(problems[it.problem], it.problem, p, it.b, it.h, it.q0, sc);
+      }
     }
   });
 }
 
 void attention_kernel(const OpCall& c) {
   Problem pr{c.inputs[0], c.inputs[1], c.inputs[2],
-             c.inputs.size() > 3 ? c.inputs[3] : Tensor(), c.outputs[0]};
+             c.inputs.size() > 3 ? c.inputs[3] : Tensor(), c.outputs[0], Tensor(), 0, 0};
   run_problems({pr}, c.p<AttentionParams>());
+}
+
+void sparse_attention_kernel(const OpCall& c) {
+  const auto& sp = c.p<SparseAttentionParams>();
+  const Problem pr{c.inputs[0], c.inputs[1], c.inputs[2], Tensor(), c.outputs[0],
+                   c.inputs[3], sp.block_q, sp.block_k};
+  AttentionParams p;
+  p.scale = sp.scale;
+  run_problems({pr}, p);
 }
 
 void attention_varlen_kernel(const OpCall& c) {
@@ -306,7 +359,7 @@ void attention_varlen_kernel(const OpCall& c) {
   auto seq = [](const Tensor& t, int64_t a, int64_t e) { return t.slice(0, a, e).permute({1, 0, 2}).unsqueeze(0); };
   for (int64_t b = 0; b + 1 < cq.numel(); ++b) {
     problems.push_back({seq(q, pq[b], pq[b + 1]), seq(k, pk[b], pk[b + 1]), seq(v, pk[b], pk[b + 1]),
-                        Tensor(), seq(c.outputs[0], pq[b], pq[b + 1])});
+                        Tensor(), seq(c.outputs[0], pq[b], pq[b + 1]), Tensor(), 0, 0});
   }
   run_problems(problems, c.p<AttentionParams>());
 }
@@ -317,6 +370,9 @@ void register_attention_kernels(KernelRegistry& r) {
   const DTypeSet mask_types{DType::f32, DType::f16, DType::bf16, DType::boolean};
   r.add(OpId::attention, DeviceType::CPU, {kFloatTypes, kFloatTypes, kFloatTypes, mask_types},
         kFloatTypes, attention_kernel);
+  r.add(OpId::sparse_attention, DeviceType::CPU,
+        {kFloatTypes, kFloatTypes, kFloatTypes, DTypeSet{DType::boolean}}, kFloatTypes,
+        sparse_attention_kernel);
   r.add(OpId::attention_varlen, DeviceType::CPU,
         {kFloatTypes, kFloatTypes, kFloatTypes, DTypeSet{DType::i32}}, kFloatTypes,
         attention_varlen_kernel);

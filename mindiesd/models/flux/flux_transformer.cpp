@@ -406,6 +406,24 @@ Tensor FluxTransformer2DModel::forward(const FluxForwardInputs& in, const Contex
   return forward(prepare(in), ctx, trace);
 }
 
+namespace {
+// {1, rows, cols} when ids (S, 3) are (0, i / cols, i % cols) for every token i, else {0, 0, 0}.
+std::array<int64_t, 3> raster_grid(const Tensor& ids) {
+  const Tensor h = ids.to(Device::cpu()).to(DType::f32).contiguous();
+  if (h.dim() != 2 || h.size(1) < 3 || h.size(0) == 0) return {};
+  const float* p = h.data<float>();
+  const int64_t s = h.size(0), stride = h.size(1);
+  int64_t cols = 0;
+  while (cols < s && p[cols * stride + 1] == 0.0f) ++cols;
+  if (cols == 0 || s % cols != 0) return {};
+  for (int64_t i = 0; i < s; ++i) {
+    const float* r = p + i * stride;
+    if (r[1] != static_cast<float>(i / cols) || r[2] != static_cast<float>(i % cols)) return {};
+  }
+  return {1, s / cols, cols};
+}
+}  // namespace
+
 FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) const {
   const io::FluxTransformer2DModelConfig& c = config_;
   const char* what = "FluxTransformer2DModel";
@@ -452,6 +470,7 @@ FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) co
   // there and uploaded once per forward).
   const Tensor txt_ids = position_ids(in.txt_ids, s_txt, axes, "txt_ids");
   const Tensor img_ids = position_ids(in.img_ids, s_img, axes, "img_ids").to(txt_ids.device());
+  out.token_grid = raster_grid(img_ids);
   // Timestep and guidance stay on (or come to) the host: their sinusoidal embeddings are built
   // there and uploaded, so the forward never waits for the device.
   // `timestep.to(hidden_states.dtype) * 1000`, the product rounded to the model dtype, then
@@ -473,8 +492,10 @@ FluxDeviceInputs FluxTransformer2DModel::prepare(const FluxForwardInputs& in) co
   return out;
 }
 
-Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context& ctx,
+Tensor FluxTransformer2DModel::forward(const FluxDeviceInputs& in, const Context& call_ctx,
                                        FluxTrace* trace) const {
+  Context ctx = call_ctx;
+  ctx.token_grid = in.token_grid;
   const io::FluxTransformer2DModelConfig& c = config_;
   const Weights& w = *weights_;
   const Heads h{c.num_attention_heads, c.attention_head_dim};

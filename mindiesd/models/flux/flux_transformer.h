@@ -59,6 +59,9 @@ struct FluxDeviceInputs {
   Tensor hidden_states, encoder_hidden_states, pooled_projections;
   Tensor timestep_proj, guidance_proj;  // (B, 256) sinusoids of 1000 t and 1000 g (or undefined)
   Tensor rope_cos, rope_sin;            // FluxPosEmbed of cat(txt_ids, img_ids)
+  // {1, rows, columns} when img_ids are a raster grid (the pipeline's latent ids), else {0, 0, 0}:
+  // the blocks' Context::token_grid (sparse attention tiles by it).
+  std::array<int64_t, 3> token_grid{};
 
   std::array<Tensor*, 7> fields() {
     return {&hidden_states, &encoder_hidden_states, &pooled_projections, &timestep_proj,

@@ -451,7 +451,7 @@ WanDeviceInputs WanTransformer3DModel::prepare(const WanForwardInputs& in) const
   return out;
 }
 
-Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& ctx,
+Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& call_ctx,
                                       WanTrace* trace) const {
   const io::WanTransformer3DModelConfig& c = config_;
   const Weights& w = *weights_;
@@ -461,6 +461,8 @@ Tensor WanTransformer3DModel::forward(const WanDeviceInputs& in, const Context& 
   const Tensor& ehs = in.encoder_hidden_states;
   const Tensor& img = in.encoder_hidden_states_image;
   const int64_t batch = hs.size(0), frames = hs.size(2), height = hs.size(3), width = hs.size(4);
+  Context ctx = call_ctx;
+  ctx.token_grid = {frames / patch[0], height / patch[1], width / patch[2]};
   layer::RopeTables rope;
   rope.cos = in.rope_cos;
   rope.sin = in.rope_sin;
