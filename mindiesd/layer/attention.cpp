@@ -132,9 +132,9 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const Tensor v4 = to_bnsd(v, layout, kv_heads, "v");
   check_qkv(q4, k4, v4, 2, 3, 1, 0);
   MINDIESD_CHECK(!o.causal, InvalidArgument, "block_sparse_attention: causal is not supported");
-  MINDIESD_CHECK(block_q > 0 && block_q % 64 == 0 && block_k > 0 && block_k % 64 == 0,
+  MINDIESD_CHECK(block_q > 0 && block_q % 16 == 0 && block_k > 0 && block_k % 16 == 0,
                  InvalidArgument, "block_sparse_attention: block sizes must be positive multiples "
-                 "of 64, got ", block_q, " x ", block_k);
+                 "of 16, got ", block_q, " x ", block_k);
   const int64_t b = q4.size(0), hq = q4.size(1), sq = q4.size(2), sk = k4.size(2);
   const Shape blocks{b, hq, (sq + block_q - 1) / block_q, (sk + block_k - 1) / block_k};
   MINDIESD_CHECK(block_mask.defined() && block_mask.dtype() == DType::boolean, InvalidArgument,
@@ -148,6 +148,23 @@ Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                  " does not broadcast to (batch, heads, query blocks, key blocks) = ", blocks.str());
   const Tensor mask =
       (block_mask.device() == q.device() ? block_mask : block_mask.to(q.device())).expand(blocks);
+  if (block_q % 64 != 0 || block_k % 64 != 0) {
+    // Blocks finer than the kernels' 64-token tiles: the dense kernel under the element mask the
+    // blocks stand for (the same numbers; no time saved). For small problems only.
+    MINDIESD_CHECK(b * hq * sq * sk <= (int64_t{1} << 28), InvalidArgument,
+                   "block_sparse_attention: blocks of ", block_q, " x ", block_k,
+                   " (not multiples of 64) need a ", b, " x ", hq, " x ", sq, " x ", sk,
+                   " element mask; use blocks of 64 or more at this size");
+    auto rows = [](int64_t n, int64_t block) {
+      std::vector<float> idx(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = static_cast<float>(i / block);
+      return Tensor::from_vector(idx, {n}, DType::i64);
+    };
+    const Tensor m = ops::index_select(
+        ops::index_select(mask.contiguous(), 2, rows(sq, block_q).to(q.device())), 3,
+        rows(sk, block_k).to(q.device()));
+    return attention_forward(q, k, v, m, layout_name, o);
+  }
   const auto [out, out4] = output_for(q4, v4, layout, q);
   SparseAttentionParams p;
   p.scale = default_scale(o.scale, q4.size(3));

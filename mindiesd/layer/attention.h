@@ -38,7 +38,9 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
 // mask, not causal); block_mask boolean, broadcastable to (batch, q heads, ceil(Sq / block_q),
 // ceil(Sk / block_k)). The queries of block i attend only the keys of the blocks j kept by
 // mask[b, h, i, j]; a query block keeping none outputs zeros. Block sizes are positive
-// multiples of 64. An all-true mask gives exactly attention_forward's result on the same device.
+// multiples of 16; the kernels skip work only for multiples of 64 (finer blocks run the dense
+// kernel under the equivalent element mask: small problems, for quality studies). An all-true
+// mask gives exactly attention_forward's result on the same device.
 // The mask estimators and the token reorderings are in layer/sparse_attention.h.
 Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& block_mask, int64_t block_q = 128,

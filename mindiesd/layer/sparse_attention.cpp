@@ -42,16 +42,16 @@ LatentShape grid_of(const LatentShape& shape, int64_t tokens, const char* name) 
   return shape;
 }
 
-// Blocks forced as whole rows (of q) or columns (of k): those holding a text token and, for
-// video, those holding a first-frame token.
+// Blocks forced as whole rows (of q) or columns (of k) of a sequence in block order: those
+// holding a text token (the last txt_len) and, for video, those holding a first-frame token
+// (the first h * w).
 std::vector<uint8_t> forced_blocks(int64_t seq, int64_t txt_len, const LatentShape& grid,
                                    int64_t block, bool first_frame) {
   std::vector<uint8_t> f(static_cast<size_t>(ceil_div(seq, block)), 0);
-  for (int64_t i = 0; i < ceil_div(txt_len, block); ++i) f[static_cast<size_t>(i)] = 1;
-  if (first_frame && grid[0] > 1) {
-    const int64_t end = txt_len + grid[1] * grid[2];
-    for (int64_t i = txt_len / block; i < ceil_div(end, block); ++i) f[static_cast<size_t>(i)] = 1;
-  }
+  if (txt_len > 0)
+    for (int64_t i = (seq - txt_len) / block; i < ceil_div(seq, block); ++i) f[static_cast<size_t>(i)] = 1;
+  if (first_frame && grid[0] > 1)
+    for (int64_t i = 0; i < ceil_div(grid[1] * grid[2], block); ++i) f[static_cast<size_t>(i)] = 1;
   return f;
 }
 
@@ -88,8 +88,8 @@ void check_estimator_inputs(const Tensor& q, const Tensor& k, const SparseAttent
                      k.size(2) > 0 && q.size(2) % k.size(2) == 0,
                  InvalidArgument, what, ": q ", q.shape().str(), " and k ", k.shape().str(),
                  " must be (B, S, N, D) with matching batch and head_dim");
-  MINDIESD_CHECK(o.block_size > 0 && o.block_size % 64 == 0, InvalidArgument, what,
-                 ": block_size must be a positive multiple of 64, got ", o.block_size);
+  MINDIESD_CHECK(o.block_size > 0 && o.block_size % 16 == 0, InvalidArgument, what,
+                 ": block_size must be a positive multiple of 16, got ", o.block_size);
   MINDIESD_CHECK(o.sparsity >= 0.0 && o.sparsity < 1.0, InvalidArgument, what,
                  ": sparsity must be in [0, 1), got ", o.sparsity);
   MINDIESD_CHECK(o.cdf_threshold > 0.0 && o.cdf_threshold <= 1.0, InvalidArgument, what,
@@ -109,9 +109,14 @@ Tensor tile_permutation(int64_t txt_len, const LatentShape& shape, int64_t block
   const int64_t t = shape[0], h = shape[1], w = shape[2];
   std::vector<float> perm;
   perm.reserve(static_cast<size_t>(txt_len + t * h * w));
-  for (int64_t i = 0; i < txt_len; ++i) perm.push_back(static_cast<float>(i));
-  // Frames [f0, f0 + ft) in windows of ft x th x tw, windows row-major, tokens (t, h, w) inside.
-  auto tile_frames = [&](int64_t f0, int64_t ft, int64_t th, int64_t tw) {
+  // Frames [f0, f0 + ft) in windows of ft x th x tw, th x tw = block / ft with th the power of 2
+  // at or below its square root (128: 8 x 16, 64: 8 x 8, 16: 4 x 4); windows row-major, tokens
+  // (t, h, w) inside.
+  auto tile_frames = [&](int64_t f0, int64_t ft) {
+    const int64_t area = block_size / ft;
+    int64_t th = 1;
+    while (th * 2 * th * 2 <= area) th *= 2;
+    const int64_t tw = area / th;
     for (int64_t r0 = 0; r0 < h; r0 += th)
       for (int64_t c0 = 0; c0 < w; c0 += tw)
         for (int64_t f = f0; f < f0 + ft; ++f)
@@ -119,10 +124,11 @@ Tensor tile_permutation(int64_t txt_len, const LatentShape& shape, int64_t block
             for (int64_t c = c0; c < std::min(w, c0 + tw); ++c)
               perm.push_back(static_cast<float>(txt_len + (f * h + r) * w + c));
   };
-  if (t > 0) tile_frames(0, 1, 8, block_size / 8);
+  if (t > 0) tile_frames(0, 1);
   int64_t f = 1;
-  for (; f + 1 < t; f += 2) tile_frames(f, 2, 8, block_size / 16);
-  if (f < t) tile_frames(f, 1, 8, block_size / 8);
+  for (; f + 1 < t; f += 2) tile_frames(f, 2);
+  if (f < t) tile_frames(f, 1);
+  for (int64_t i = 0; i < txt_len; ++i) perm.push_back(static_cast<float>(i));
   // Indices as f32 are exact below 2^24 tokens, far beyond any attention sequence here.
   MINDIESD_CHECK(perm.size() < (size_t{1} << 24), InvalidArgument, "tile_permutation: ",
                  perm.size(), " tokens is beyond 2^24");

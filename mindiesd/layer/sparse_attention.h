@@ -24,8 +24,8 @@
 //    next frame fall in few blocks. Tiles are clipped at the grid's edges (no separate remainder
 //    regions). ada_bsa uses the same reordering (the suite scores the raw order): contiguous
 //    tiles make its blocks local too.
-//  - Text stays first (the suite moves it to the end); blocks are fixed-size chunks of
-//    [text; reordered image], and any block holding a text token is forced.
+//  - As in the suite, the text moves to the end, so that the image tiles start on a block
+//    boundary whatever txt_len is; a block holding any text token is forced.
 //  - The first frame is forced only for video (more than one frame): for an image it would force
 //    everything.
 //  - Masks are estimated per batch item: the suite applies batch 0's mask to every item, which
@@ -57,7 +57,7 @@ using LatentShape = std::array<int64_t, 3>;
 struct SparseAttentionOptions {
   SparseType sparse_type = SparseType::none;
   int64_t txt_len = 0;        // text tokens at the start of q and of k
-  int64_t block_size = 128;   // tokens per block, a positive multiple of 64
+  int64_t block_size = 128;   // tokens per block: a multiple of 64 (16 or 32: quality studies)
   LatentShape latent_shape_q{};  // {0, 0, 0}: one row of S - txt_len tokens (no reordering)
   LatentShape latent_shape_k{};
   bool keep_sink = true;       // ada_bsa
@@ -78,7 +78,8 @@ Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
 // ---- the pieces, for tests and benchmarks ----
 
 // The block order of a sequence [txt_len text tokens; shape's tokens in raster order]: entry p
-// (i64, host) is the original index of the token at position p. Text keeps its place.
+// (i64, host) is the original index of the token at position p: the image tokens tile by tile,
+// then the text.
 Tensor tile_permutation(int64_t txt_len, const LatentShape& shape, int64_t block_size);
 
 // A mask estimate is block scores then a selection. block_scores: (B, N, ceil(Sq / block),

@@ -35,9 +35,9 @@ SparseAttentionConfig parse_sparse_attention_spec(std::string_view spec) {
                      c.start_step, " must be >= 0");
     } else if (key == "block" || key == "block_size") {
       c.block_size = spec_int(kFlag, s.name, key, v);
-      MINDIESD_CHECK(c.block_size >= 64 && c.block_size <= 1024 && c.block_size % 64 == 0,
+      MINDIESD_CHECK(c.block_size >= 16 && c.block_size <= 1024 && c.block_size % 16 == 0,
                      InvalidArgument, kFlag, " ", s.name, ": ", key, " ", c.block_size,
-                     " must be a multiple of 64 in [64, 1024]");
+                     " must be a multiple of 16 in [16, 1024]");
     } else if (key == "cdf" || key == "cdf_threshold") {
       c.cdf_threshold = spec_double(kFlag, s.name, key, v);
       MINDIESD_CHECK(c.cdf_threshold > 0.0 && c.cdf_threshold <= 1.0, InvalidArgument, kFlag, " ",

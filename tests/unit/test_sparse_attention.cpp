@@ -100,6 +100,7 @@ std::vector<Case> sparse_cases() {
       {"mixed_blocks_head_broadcast", 2, 2, 2, 256, 256, 32, 48, 64, 192, true, false},
       {"one_block", 1, 1, 1, 10, 10, 16, 16, 128, 128},
       {"many_blocks", 1, 2, 2, 640, 640, 64, 64, 64, 64},
+      {"fine_blocks_masked_dense", 2, 2, 1, 100, 90, 32, 32, 16, 32},
   };
   std::vector<Case> cs;
   for (const Sparse& s : shapes)
@@ -148,18 +149,19 @@ std::vector<int64_t> perm_of(int64_t txt, const LatentShape& g, int64_t block) {
 
 TEST(SparseAttention, TilePermutationTilesFramesAndKeepsText) {
   // An image: 8 x 16 tiles of a 16 x 20 grid, clipped at the right edge.
+  // The text (5 tokens) moves to the end.
   const std::vector<int64_t> img = perm_of(5, {1, 16, 20}, 128);
   ASSERT_EQ(img.size(), 5u + 320u);
-  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(img[i], i);
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(img[320 + i], i);
   EXPECT_EQ(std::set<int64_t>(img.begin(), img.end()).size(), img.size());
   for (int64_t i = 0; i < 128; ++i) {  // the first block is rows 0-7, columns 0-15
-    const int64_t tok = img[5 + i] - 5;
+    const int64_t tok = img[i] - 5;
     EXPECT_EQ(tok / 20, i / 16);
     EXPECT_EQ(tok % 20, i % 16);
   }
   // The clipped tile next to it: rows 0-7, columns 16-19.
-  EXPECT_EQ(img[5 + 128] - 5, 16);
-  EXPECT_EQ(img[5 + 128 + 4] - 5, 20 + 16);
+  EXPECT_EQ(img[128] - 5, 16);
+  EXPECT_EQ(img[128 + 4] - 5, 20 + 16);
   // Video: frame 0 alone, then frames (1, 2) in 2 x 8 x 8 windows, frame 3 alone.
   const LatentShape g{4, 8, 8};
   const std::vector<int64_t> vid = perm_of(0, g, 128);
@@ -275,14 +277,14 @@ TEST(SparseAttention, RfSelectsTopBlocksPlusTextAndFirstFrame) {
                               {0.0f, 0.0f, 0.9f, 0.1f}});
   EXPECT_EQ(mask_of(layer::select_blocks(s, 256, 256, o)),
             (std::vector<float>{0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1}));
-  // 20 text tokens and a 6-frame 6 x 6 video: text and frame 0 (tokens 20-55) are both in
-  // block 0, forced as a row and a column.
+  // A 6-frame 6 x 6 video and 20 text tokens, in block order: frame 0 (positions 0-35) in block
+  // 0, the text (positions 216-235) in block 3; both forced as rows and columns.
   o.txt_len = 20;
   o.latent_shape_q = o.latent_shape_k = {6, 6, 6};  // 216 + 20 = 236 tokens, 4 blocks
   const Tensor m = layer::select_blocks(s, 236, 236, o);
-  EXPECT_EQ(mask_of(m), (std::vector<float>{1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1}));
-  // The first frame reaching into block 1 forces it too.
-  o.latent_shape_q = o.latent_shape_k = {2, 6, 10};  // frame 0 = tokens 20-79
+  EXPECT_EQ(mask_of(m), (std::vector<float>{1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+  // Frame 0 in block 0 and text reaching back into block 1 (positions 120-139): all forced.
+  o.latent_shape_q = o.latent_shape_k = {2, 6, 10};
   EXPECT_EQ(mask_of(layer::select_blocks(scores_of({{0.1f, 0.4f, 0.3f}, {0.1f, 0.4f, 0.3f},
                                                     {0.5f, 0.1f, 0.4f}}),
                                          140, 140, o)),
@@ -370,7 +372,7 @@ TEST(SparseAttention, BadArgumentsAreNamed) {
   o.sparsity = 0.5;
   o.block_size = 100;
   expect_error([&] { layer::sparse_attention(q, q, q, o); }, ErrorKind::InvalidArgument,
-               {"block_size"});
+               {"block_size", "16"});
   o.block_size = 64;
   o.txt_len = 101;
   expect_error([&] { layer::sparse_attention(q, q, q, o); }, ErrorKind::InvalidArgument,
@@ -384,8 +386,8 @@ TEST(SparseAttention, BadArgumentsAreNamed) {
                ErrorKind::InvalidArgument, {"block_mask"});
   expect_error([&] { layer::block_sparse_attention(q, q, q, ops::full({1, 1, 1, 1}, 1.0)); },
                ErrorKind::InvalidArgument, {"boolean"});
-  expect_error([&] { layer::block_sparse_attention(q, q, q, ops::full({1, 1, 1, 1}, 1.0).to(DType::boolean), 96, 128); },
-               ErrorKind::InvalidArgument, {"multiples of 64"});
+  expect_error([&] { layer::block_sparse_attention(q, q, q, ops::full({1, 1, 1, 1}, 1.0).to(DType::boolean), 72, 128); },
+               ErrorKind::InvalidArgument, {"multiples of 16"});
 }
 
 // ---- the policy ----
@@ -407,7 +409,7 @@ TEST(SparseAttentionPolicy, Spec) {
        std::vector<std::pair<const char*, const char*>>{{"sparse:type=xx", "xx"},
                                                         {"sparse:sparsity=1", "sparsity"},
                                                         {"sparse:sparsity=abc", "sparsity"},
-                                                        {"sparse:block=96", "block"},
+                                                        {"sparse:block=72", "block"},
                                                         {"sparse:cdf=0", "cdf"},
                                                         {"sparse:start_step=-1", "start_step"},
                                                         {"sparse:mask_interval=0", "mask_interval"},
