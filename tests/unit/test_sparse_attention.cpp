@@ -112,16 +112,23 @@ MINDIESD_HARNESS_SUITE(Layer, SparseAttentionHarness, sparse_cases);
 
 Tensor on(const Tensor& t, Device d) { return t.to(d); }
 
-TEST(SparseAttention, AllTrueMaskIsBitIdenticalToDense) {
+// Bit-identical on the CPU, where both ops run the same kernel.
+TEST(SparseAttention, AllTrueMaskIsDense) {
   for (Device dev : devices()) {
     for (DType dt : kFloats) {
       const Tensor q = on(ops::randn({2, 300, 4, 64}, 1).to(dt), dev);
       const Tensor k = on(ops::randn({2, 333, 4, 64}, 2).to(dt), dev);
       const Tensor v = on(ops::randn({2, 333, 4, 64}, 3).to(dt), dev);
       const Tensor all = ops::full({1, 1, 3, 3}, 1.0).to(DType::boolean);
-      EXPECT_EQ(layer::block_sparse_attention(q, k, v, all).to_vector(),
-                layer::attention_forward(q, k, v).to_vector())
-          << dev.str() << " " << dtype_name(dt);
+      const Tensor sparse = layer::block_sparse_attention(q, k, v, all),
+                   dense = layer::attention_forward(q, k, v);
+      if (dev.type == DeviceType::CPU) {
+        EXPECT_EQ(sparse.to_vector(), dense.to_vector()) << dtype_name(dt);
+      } else {
+        // The dense op may take cuDNN's kernel, the sparse one never does.
+        compare(ref::from_tensor(sparse), ref::from_tensor(dense),
+                tolerance(dt, OpClass::attention), dev.str() + " " + dtype_name(dt));
+      }
     }
   }
 }

@@ -77,7 +77,11 @@ __global__ void __launch_bounds__(32 * kGenericWarps) generic_attention_kernel(G
   for (int64_t j0 = 0; j0 < last; j0 += 32) {
     const int64_t j = j0 + lane;
     float x = -INFINITY;
-    if (j < last) {
+    const bool kept = a.block_mask == nullptr ||
+                      a.block_mask[b * a.bm_stride[0] + h * a.bm_stride[1] +
+                                   (i / a.block_q) * a.bm_stride[2] +
+                                   (min(j, a.sk - 1) / a.block_k) * a.bm_stride[3]] != 0;
+    if (j < last && kept) {
       float dot = 0.0f;
       const int64_t ko = k_base + j * a.k_stride[2];
       for (int d = 0; d < a.d; ++d)
@@ -162,6 +166,10 @@ bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashAr
   if (d != dv || (d != 64 && d != 128)) return false;
   if (a.hq <= 0 || a.hkv <= 0 || a.hq % a.hkv != 0) return false;
   if (a.block_warps != 0 && a.block_warps != 4 && a.block_warps != 8) return false;
+  if (a.block_mask != nullptr) {
+    const int64_t rows = 16 * (a.block_warps == 8 ? 8 : 4);
+    if (a.causal || a.block_q % rows != 0 || a.block_k % 64 != 0) return false;
+  }
   if (a.batch > 65535 || a.hq > 65535 || (a.sq + 63) / 64 > 0x7fffffff) return false;
   // 16-byte rows of K and V, 4-byte pairs of Q and out: last dim dense, other strides aligned.
   if (!aligned_to(a.k, 16) || !aligned_to(a.v, 16) || !aligned_to(a.q, 4) || !aligned_to(a.out, 4))
@@ -220,18 +228,35 @@ struct Launch {
         stream_key(::mindiesd::cuda::stream_key(*c.stream)) {}
 };
 
-// One dense problem (4-D views): cuDNN's fused attention when this build has it and it takes the
-// problem, else the flash kernel when it applies, else the generic one.
+// A kept-block mask (B, H, nQ, nK) view and its block sizes, for the sparse_attention op.
+struct BlockMask {
+  const Tensor* mask = nullptr;
+  int64_t block_q = 0, block_k = 0;
+
+  template <typename Args>
+  void set(Args& a) const {
+    if (!mask) return;
+    a.block_mask = static_cast<const uint8_t*>(mask->data_ptr());
+    for (int i = 0; i < 4; ++i) a.bm_stride[i] = mask->stride(i);
+    a.block_q = block_q;
+    a.block_k = block_k;
+  }
+};
+
+// One problem (4-D views): cuDNN's fused attention when this build has it and it takes the
+// problem (dense only), else the flash kernel when it applies, else the generic one.
 void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-            const Tensor& out, const AttentionParams& p, const Launch& launch) {
+            const Tensor& out, const AttentionParams& p, const Launch& launch,
+            const BlockMask& blocks = {}) {
   const cudaStream_t stream = launch.stream;
   const int64_t d = q.size(3), dv = v.size(3);
   const bool same = q.dtype() == k.dtype() && k.dtype() == v.dtype() && v.dtype() == out.dtype();
   const bool dense_last =
       q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1;
   if (same && dense_last && !mask.defined()) {
-    const FlashArgs a = flash_args(q, k, v, out, p.scale, p.causal);
-    if (launch.try_cudnn && d == dv &&
+    FlashArgs a = flash_args(q, k, v, out, p.scale, p.causal);
+    blocks.set(a);
+    if (!blocks.mask && launch.try_cudnn && d == dv &&
         launch_cudnn_attention(q.dtype(), d, a, launch.device, stream, *launch.alloc,
                                launch.stream_key)) {
       return;
@@ -268,6 +293,7 @@ void attend(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mas
   a.dv = dv;
   a.scale = p.scale;
   a.causal = p.causal;
+  blocks.set(a);
   const cudaError_t err = launch_generic_attention(a, stream);
   if (err == cudaErrorNotSupported) {
     MINDIESD_THROW(Unsupported, "attention on CUDA: head dims ", d, "/", dv, " over ", kMaxHead,
@@ -284,6 +310,16 @@ void attention_kernel(const OpCall& c) {
   if (mask.defined() && mask.shape() != full) mask = mask.expand(full);
   attend(q, c.inputs[1], c.inputs[2], mask, c.outputs[0], c.p<AttentionParams>(),
          Launch(c, scope.stream()));
+}
+
+void sparse_attention_kernel(const OpCall& c) {
+  const KernelScope scope(c);
+  const auto& sp = c.p<SparseAttentionParams>();
+  AttentionParams p;
+  p.scale = sp.scale;
+  const Tensor& mask = c.inputs[3];
+  attend(c.inputs[0], c.inputs[1], c.inputs[2], Tensor(), c.outputs[0], p,
+         Launch(c, scope.stream()), BlockMask{&mask, sp.block_q, sp.block_k});
 }
 
 void attention_varlen_kernel(const OpCall& c) {
@@ -313,6 +349,8 @@ void register_attention_kernels(KernelRegistry& r) {
   const DTypeSet mask_types{DType::f32, DType::f16, DType::bf16, DType::boolean};
   r.add(OpId::attention, DeviceType::CUDA, {floats, floats, floats, mask_types}, floats,
         attention_kernel);
+  r.add(OpId::sparse_attention, DeviceType::CUDA,
+        {floats, floats, floats, DTypeSet{DType::boolean}}, floats, sparse_attention_kernel);
   r.add(OpId::attention_varlen, DeviceType::CUDA, {floats, floats, floats, DTypeSet{DType::i32}},
         floats, attention_varlen_kernel);
 }

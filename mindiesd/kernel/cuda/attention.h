@@ -27,6 +27,13 @@ struct FlashArgs {
   float scale;
   bool causal;
   int block_warps = 0;  // query rows per block / 16: 4 or 8 (0 = the default, 4)
+  // Block-sparse attention (the sparse_attention op), not causal: key tile j * 64 of query row i
+  // is visited when block_mask[b * bm_stride[0] + h * bm_stride[1] + (i / block_q) * bm_stride[2]
+  // + (j * 64 / block_k) * bm_stride[3]] is non-zero. block_q a multiple of the block's rows,
+  // block_k of 64. nullptr: dense.
+  const uint8_t* block_mask = nullptr;
+  int64_t bm_stride[4] = {};
+  int64_t block_q = 0, block_k = 0;
 };
 // Whether launch_flash_attention takes this problem (dtype, head dims, alignment, grid limits).
 bool flash_attention_supported(DType dtype, int64_t d, int64_t dv, const FlashArgs& args);
@@ -58,6 +65,10 @@ struct GenericArgs {
   int64_t batch, hq, hkv, sq, sk, d, dv;
   float scale;
   bool causal;
+  // A kept-block mask as in FlashArgs (any block sizes), or nullptr.
+  const uint8_t* block_mask = nullptr;
+  int64_t bm_stride[4] = {};
+  int64_t block_q = 0, block_k = 0;
 };
 // cudaErrorNotSupported when a head dim exceeds 512.
 cudaError_t launch_generic_attention(const GenericArgs& args, cudaStream_t stream);

@@ -97,8 +97,20 @@ MINDIESD_HD void flash_attention_block(const FlashArgs& a, Ops& ops, int64_t q_b
     k_end = last_row + shift + 1 < k_end ? last_row + shift + 1 : k_end;
   }
   const int64_t n_tiles = k_end > 0 ? (k_end + kBc - 1) / kBc : 0;
+  // Block-sparse: this block's row of the kept-block mask; tiles of dropped key blocks are
+  // neither loaded nor computed. The next kept tile at or after t (t itself when dense).
+  const uint8_t* kept = a.block_mask ? a.block_mask + b * a.bm_stride[0] + h * a.bm_stride[1] +
+                                           (q0 / a.block_q) * a.bm_stride[2]
+                                     : nullptr;
+  auto next_tile = [&](int64_t t) {
+    if (kept) {
+      while (t < n_tiles && kept[(t * kBc / a.block_k) * a.bm_stride[3]] == 0) ++t;
+    }
+    return t;
+  };
 
-  if (n_tiles > 0) flash_load_tile<T, D, kWarps>(a, ops, k, v, 0, k_tiles, v_tiles, tid);
+  int64_t tile = next_tile(0);
+  if (tile < n_tiles) flash_load_tile<T, D, kWarps>(a, ops, k, v, tile, k_tiles, v_tiles, tid);
   ops.cp_async_commit();
 
   // Q fragments for the whole head dim, loaded once (rows past Sq are zeros).
@@ -132,10 +144,10 @@ MINDIESD_HD void flash_attention_block(const FlashArgs& a, Ops& ops, int64_t q_b
   const int k_lane_off = ((mat / 2) * 8 + mrow) * kStride + (mat % 2) * 8;
   const int v_lane_off = ((mat % 2) * 8 + mrow) * kStride + (mat / 2) * 8;
 
-  for (int64_t tile = 0; tile < n_tiles; ++tile) {
-    const int stage = static_cast<int>(tile & 1);
-    if (tile + 1 < n_tiles) {
-      flash_load_tile<T, D, kWarps>(a, ops, k, v, tile + 1, k_tiles + (stage ^ 1) * kBc * kStride,
+  for (int stage = 0; tile < n_tiles; stage ^= 1) {
+    const int64_t next = next_tile(tile + 1);
+    if (next < n_tiles) {
+      flash_load_tile<T, D, kWarps>(a, ops, k, v, next, k_tiles + (stage ^ 1) * kBc * kStride,
                                     v_tiles + (stage ^ 1) * kBc * kStride, tid);
     }
     ops.cp_async_commit();
@@ -224,6 +236,7 @@ MINDIESD_HD void flash_attention_block(const FlashArgs& a, Ops& ops, int64_t q_b
       }
     }
     ops.sync_block();  // every warp is done with this stage before it is refilled
+    tile = next;
   }
   ops.template cp_async_wait<0>();
 

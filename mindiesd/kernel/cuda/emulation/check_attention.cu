@@ -3,7 +3,8 @@
 // runs, and every output is compared with a float64 reference computed from the same 16-bit
 // inputs, within the attention tolerance of tests/tolerance.h. The cases cover both head dims,
 // both dtypes, both block sizes, causal with Sq <, = and > Sk (rows that see no key), partial
-// tiles, GQA, (B, S, H, D) strided views and logits large enough to move the running max.
+// tiles, GQA, (B, S, H, D) strided views, logits large enough to move the running max, and the
+// block-sparse form (a kept-block mask with query / key blocks of 64-256, rows keeping nothing).
 //
 // What this cannot check is the hardware itself (instruction semantics beyond the documented
 // fragment layouts, timing, races the lockstep schedule hides); the CUDA harness tests do that on
@@ -40,6 +41,7 @@ struct Case {
   int64_t batch, hq, hkv, sq, sk;
   bool bshd;  // (B, S, H, D) storage viewed as (B, H, S, D)
   float scale;
+  int64_t block_q = 0, block_k = 0;  // block-sparse with a random kept-block mask; 0: dense
 };
 
 template <typename T, int D, int kWarps, bool kCausal>
@@ -130,6 +132,24 @@ void check_case(const Case& c, uint32_t seed) {
   a.batch = c.batch, a.hq = c.hq, a.hkv = c.hkv, a.sq = c.sq, a.sk = c.sk;
   a.scale = c.scale;
   a.causal = c.causal;
+  // Block-sparse: about half the blocks kept, (B, H, nQ, nK) dense; query block 1 keeps none.
+  std::vector<uint8_t> blocks;
+  const int64_t nqb = c.block_q ? (c.sq + c.block_q - 1) / c.block_q : 0;
+  const int64_t nkb = c.block_k ? (c.sk + c.block_k - 1) / c.block_k : 0;
+  if (c.block_q) {
+    blocks.resize(static_cast<size_t>(c.batch * c.hq * nqb * nkb));
+    for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = (rng() & 1) ? 1 : 0;
+    for (int64_t bh = 0; bh < c.batch * c.hq && nqb > 1; ++bh)
+      for (int64_t j = 0; j < nkb; ++j) blocks[static_cast<size_t>((bh * nqb + 1) * nkb + j)] = 0;
+    a.block_mask = blocks.data();
+    a.bm_stride[0] = c.hq * nqb * nkb, a.bm_stride[1] = nqb * nkb, a.bm_stride[2] = nkb,
+    a.bm_stride[3] = 1;
+    a.block_q = c.block_q, a.block_k = c.block_k;
+  }
+  auto visible = [&](int64_t b, int64_t h, int64_t i, int64_t j) {
+    return blocks.empty() ||
+           blocks[static_cast<size_t>(((b * c.hq + h) * nqb + i / c.block_q) * nkb + j / c.block_k)];
+  };
   if (c.dtype == DType::bf16) {
     run_dims<__nv_bfloat16>(c, a);
   } else {
@@ -149,6 +169,10 @@ void check_case(const Case& c, uint32_t seed) {
         const double* qi = &q.value[static_cast<size_t>(((b * c.hq + h) * c.sq + i) * d)];
         double mx = -INFINITY;
         for (int64_t j = 0; j < last; ++j) {
+          if (!visible(b, h, i, j)) {
+            logit[static_cast<size_t>(j)] = -INFINITY;
+            continue;
+          }
           const double* kj = &k.value[static_cast<size_t>(((b * c.hkv + hk) * c.sk + j) * d)];
           double dot = 0.0;
           for (int64_t e = 0; e < d; ++e) dot += qi[e] * kj[e];
@@ -156,10 +180,11 @@ void check_case(const Case& c, uint32_t seed) {
           mx = std::max(mx, logit[static_cast<size_t>(j)]);
         }
         double sum = 0.0;
-        for (int64_t j = 0; j < last; ++j) sum += std::exp(logit[static_cast<size_t>(j)] - mx);
+        for (int64_t j = 0; j < last; ++j)
+          if (mx != -INFINITY) sum += std::exp(logit[static_cast<size_t>(j)] - mx);
         for (int64_t e = 0; e < d; ++e) {
           double ref = 0.0;
-          for (int64_t j = 0; j < last; ++j) {
+          for (int64_t j = 0; j < last && sum > 0.0; ++j) {
             ref += std::exp(logit[static_cast<size_t>(j)] - mx) / sum *
                    v.value[static_cast<size_t>(((b * c.hkv + hk) * c.sk + j) * d + e)];
           }
@@ -179,10 +204,11 @@ void check_case(const Case& c, uint32_t seed) {
       }
     }
   }
-  std::printf("%s %s d%d warps %d%s B%ld Hq%ld Hkv%ld Sq%ld Sk%ld scale %.3g: max |err| %.3g%s\n",
+  std::printf("%s %s d%d warps %d%s B%ld Hq%ld Hkv%ld Sq%ld Sk%ld scale %.3g%s: max |err| %.3g%s\n",
               bad ? "FAIL" : "ok  ", c.dtype == DType::bf16 ? "bf16" : "f16 ", c.d, c.warps,
               c.causal ? " causal" : "", static_cast<long>(c.batch), static_cast<long>(c.hq),
               static_cast<long>(c.hkv), static_cast<long>(c.sq), static_cast<long>(c.sk), c.scale,
+              c.block_q ? (" block-sparse " + std::to_string(c.block_q) + "x" + std::to_string(c.block_k)).c_str() : "",
               worst, c.bshd ? " (BSHD views)" : "");
   if (bad) ++g_failures;
 }
@@ -212,6 +238,11 @@ int main() {
       {DType::bf16, 64, 8, false, 1, 1, 1, 1, 1, false, s64},
       // large logits: the running max moves from tile to tile
       {DType::bf16, 64, 4, false, 1, 1, 1, 40, 260, false, 1.0f},
+      // block-sparse: 128 x 128 blocks over partial tiles, GQA and BSHD views; 64 x 192; 256-row
+      // query blocks with 8 warps
+      {DType::bf16, 128, 4, false, 1, 2, 1, 300, 333, false, s128, 128, 128},
+      {DType::f16, 64, 4, false, 2, 2, 2, 200, 450, true, s64, 64, 192},
+      {DType::bf16, 64, 8, false, 1, 1, 1, 512, 300, false, s64, 256, 64},
   };
   uint32_t seed = 1;
   for (const Case& c : cases) mindiesd::cuda::check_case(c, seed++);
