@@ -97,6 +97,19 @@ expect_fail 1 "not a multiple of 4" --model "$model" --prompt "x" --size 30x32
 expect_fail 1 "steps must be in" --model "$model" --prompt "x" --steps 0 --size 32x32
 expect_fail 1 "prompt 0 is empty" --model "$model" --prompt "" --size 32x32
 expect_fail 1 "lacks components\|NotFound\|not found\|does not exist" --model "$tmp/nowhere" --prompt "x"
+# Sparse attention: the summary says what ran sparse; composed with quantization and a cache.
+"$bin" generate --model "$model" --prompt "a red circle on a blue background" --steps 4 \
+  --size 128x128 --max-sequence-length 16 --quant w8a8_dynamic --cache dit_block:start=2,interval=2 \
+  --attention sparse:type=ada_bsa,sparsity=0.6,block=16,start_step=1 --out "$tmp/sparse.png" \
+  --quiet >/dev/null 2>"$tmp/stderr" || { cat "$tmp/stderr"; fail "sparse run failed"; }
+[[ "$(png_size "$tmp/sparse.png")" == "128x128" ]] || fail "sparse.png is $(png_size "$tmp/sparse.png")"
+grep -q "attention: sparse attention ada_bsa, sparsity 0.6, blocks of 16, from step 1.* calls sparse (mean kept blocks" \
+  "$tmp/stderr" || fail "no sparse line: $(cat "$tmp/stderr")"
+expect_fail 2 "type 'sliding' is not one of rf, ada_bsa" --model "$model" --prompt "x" \
+  --attention sparse:type=sliding
+expect_fail 2 "sparsity 1 must be in" --model "$model" --prompt "x" --attention sparse:sparsity=1
+expect_fail 1 "cannot be combined with FP8 attention" --model "$model" --prompt "x" --size 32x32 \
+  --steps 1 --quant-attention fp8 --attention sparse:type=rf,sparsity=0.5
 expect_fail 1 "needs exactly one" --model "$model" --prompt "x" --size 32x32 \
   --latents "$2/tests/data/golden/flux/io.safetensors"
 MINDIESD_MODEL="$tmp/nowhere" expect_fail 1 "no such directory" --prompt "x"

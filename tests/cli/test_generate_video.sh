@@ -42,6 +42,10 @@ run --frames 1 --num-videos 2 --out "$tmp/n.mp4" --quiet >/dev/null 2>&1 || fail
 run --frames 5 --steps 2 --quant w8a8_dynamic --quant-attention fp8 --out "$tmp/q.gif" --quiet \
   >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "quantized run failed"; }
 grep -q "quant: .* linear layers W8A8_DYNAMIC" "$tmp/err" || fail "no quant line: $(cat "$tmp/err")"
+run --frames 9 --size 192x128 --steps 2 --attention sparse:type=rf,sparsity=0.5,block=32 \
+  --out "$tmp/s.gif" --quiet >/dev/null 2>"$tmp/err" || { cat "$tmp/err"; fail "sparse run failed"; }
+grep -q "attention: sparse attention rf, sparsity 0.5, blocks of 32, from step 0; 8 calls sparse" \
+  "$tmp/err" || fail "no sparse line: $(cat "$tmp/err")"
 
 # A step cache on video: both CFG branches reported.
 run --frames 5 --steps 6 --cache dit_block:start=2,interval=2 --out "$tmp/c.gif" --quiet \
