@@ -4,14 +4,14 @@
 # Prints each target's executed-input count; exits non-zero if any target finds a crash (the
 # reproducer is saved under build/fuzz/artifacts/).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: safetensors config png tokenizers quant (default: all)
+#   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: safetensors config png tokenizers quant specs (default: all)
 #   JOBS=4 scripts/fuzz.sh 600 safetensors     parallel build jobs (default 1)
 set -euo pipefail
 
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(safetensors config png tokenizers quant); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(safetensors config png tokenizers quant specs); fi
 if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
   echo "usage: $0 [SECONDS] [TARGET...]" >&2
   exit 2
