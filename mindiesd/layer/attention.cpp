@@ -87,16 +87,26 @@ std::pair<Tensor, Tensor> output_for(const Tensor& q4, const Tensor& v4, Attenti
   return {std::move(out), std::move(out4)};
 }
 
+// q, k, v in `layout_name` as checked (B, N, S, D) views.
+struct Bnsd {
+  AttentionLayout layout;
+  Tensor q, k, v;
+};
+Bnsd checked_bnsd(const Tensor& q, const Tensor& k, const Tensor& v, std::string_view layout_name,
+                  const AttentionOptions& o) {
+  const AttentionLayout layout = parse_attention_layout(layout_name);
+  const int64_t kv_heads = o.kv_head_num > 0 ? o.kv_head_num : o.head_num;
+  Bnsd r{layout, to_bnsd(q, layout, o.head_num, "q"), to_bnsd(k, layout, kv_heads, "k"),
+         to_bnsd(v, layout, kv_heads, "v")};
+  check_qkv(r.q, r.k, r.v, 2, 3, 1, 0);
+  return r;
+}
+
 }  // namespace
 
 Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                          std::string_view layout_name, const AttentionOptions& o) {
-  const AttentionLayout layout = parse_attention_layout(layout_name);
-  const int64_t kv_heads = o.kv_head_num > 0 ? o.kv_head_num : o.head_num;
-  const Tensor q4 = to_bnsd(q, layout, o.head_num, "q");
-  const Tensor k4 = to_bnsd(k, layout, kv_heads, "k");
-  const Tensor v4 = to_bnsd(v, layout, kv_heads, "v");
-  check_qkv(q4, k4, v4, 2, 3, 1, 0);
+  const auto [layout, q4, k4, v4] = checked_bnsd(q, k, v, layout_name, o);
   const int64_t b = q4.size(0), hq = q4.size(1), sq = q4.size(2), sk = k4.size(2);
   Tensor mask;
   if (attn_mask.defined()) {
@@ -125,12 +135,7 @@ Tensor attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, cons
 Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& block_mask, int64_t block_q, int64_t block_k,
                               std::string_view layout_name, const AttentionOptions& o) {
-  const AttentionLayout layout = parse_attention_layout(layout_name);
-  const int64_t kv_heads = o.kv_head_num > 0 ? o.kv_head_num : o.head_num;
-  const Tensor q4 = to_bnsd(q, layout, o.head_num, "q");
-  const Tensor k4 = to_bnsd(k, layout, kv_heads, "k");
-  const Tensor v4 = to_bnsd(v, layout, kv_heads, "v");
-  check_qkv(q4, k4, v4, 2, 3, 1, 0);
+  const auto [layout, q4, k4, v4] = checked_bnsd(q, k, v, layout_name, o);
   MINDIESD_CHECK(!o.causal, InvalidArgument, "block_sparse_attention: causal is not supported");
   MINDIESD_CHECK(block_q > 0 && block_q % 16 == 0 && block_k > 0 && block_k % 16 == 0,
                  InvalidArgument, "block_sparse_attention: block sizes must be positive multiples "

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <vector>
 
@@ -292,16 +291,16 @@ Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   const LatentShape gq = grid_of(o.latent_shape_q, q4.size(1) - o.txt_len, "latent_shape_q");
   const LatentShape gk = grid_of(o.latent_shape_k, k4.size(1) - o.txt_len, "latent_shape_k");
 
-  // Tokens into block order (a copy each; no-op orders are skipped).
-  auto reorder = [&](const Tensor& perm) -> Tensor {
-    const Tensor host = perm.contiguous();
-    const auto* p = host.data<int64_t>();
-    for (int64_t i = 0; i < host.numel(); ++i)
+  // Tokens into block order (a copy each; an identity order is skipped).
+  auto on_device = [&](const Tensor& perm) -> Tensor {
+    const auto* p = perm.data<int64_t>();
+    for (int64_t i = 0; i < perm.numel(); ++i)
       if (p[i] != i) return perm.to(q.device());
     return Tensor();
   };
-  const Tensor pq = reorder(tile_permutation(o.txt_len, gq, bs));
-  const Tensor pk = reorder(tile_permutation(o.txt_len, gk, bs));
+  const Tensor perm_q = tile_permutation(o.txt_len, gq, bs);
+  const Tensor pq = on_device(perm_q);
+  const Tensor pk = on_device(tile_permutation(o.txt_len, gk, bs));
   const Tensor qp = pq.defined() ? ops::index_select(q4, 1, pq) : q4;
   const Tensor kp = pk.defined() ? ops::index_select(k4, 1, pk) : k4;
   const Tensor vp = pk.defined() ? ops::index_select(v4, 1, pk) : v4;
@@ -323,11 +322,10 @@ Tensor sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
   Tensor out = block_sparse_attention(qp, kp, vp, mask, bs, bs, "BSND", dense);
   if (pq.defined()) {
     // The inverse order puts every output row back at its token.
-    const Tensor host = tile_permutation(o.txt_len, gq, bs);
-    const auto* p = host.data<int64_t>();
-    std::vector<float> inv(static_cast<size_t>(host.numel()));
-    for (int64_t i = 0; i < host.numel(); ++i) inv[static_cast<size_t>(p[i])] = static_cast<float>(i);
-    out = ops::index_select(out, 1, Tensor::from_vector(inv, {host.numel()}, DType::i64).to(q.device()));
+    const auto* p = perm_q.data<int64_t>();
+    std::vector<float> inv(static_cast<size_t>(perm_q.numel()));
+    for (int64_t i = 0; i < perm_q.numel(); ++i) inv[static_cast<size_t>(p[i])] = static_cast<float>(i);
+    out = ops::index_select(out, 1, Tensor::from_vector(inv, {perm_q.numel()}, DType::i64).to(q.device()));
   }
   return bnsd ? out.permute({0, 2, 1, 3}) : out;
 }
