@@ -6,7 +6,10 @@
 // of the measured f32 FMA peak.
 //
 //   bench_sparse [--shapes BxHxTxHxW+TXT,...] [--sparsity 0.5,0.7,0.8,0.9] [--types rf,ada_bsa]
-//                [--dtype bf16|f32] [--block 128] [--reps N]
+//                [--dtype bf16|f32] [--block 128] [--reps N] [--wan-layers L [--frames F]]
+// --wan-layers: also one transformer forward (a denoising step, batch 1) of Wan2.1-T2V-1.3B's
+// width (12 x 128 heads, FFN 8960, random N(0, 0.02) bf16 weights) with L blocks at 832 x 480 x F
+// frames (default 81), dense and through the SparseAttention policy at each type and sparsity.
 // Defaults: FLUX 1024^2 (1 x 64 x 64 image tokens + 512 text = 4,608) and Wan2.1 480p 81 frames
 // (21 x 30 x 52 = 32,760), 2 heads of 128 each (time is linear in heads; the real models have
 // 24 and 12). Inputs are random normal: their scores are flatter than a trained model's, so the
@@ -24,6 +27,8 @@
 #include "mindiesd/core/parallel.h"
 #include "mindiesd/layer/attention.h"
 #include "mindiesd/layer/sparse_attention.h"
+#include "mindiesd/sparse/sparse_attention_policy.h"
+#include "random_weights.h"
 
 namespace {
 
@@ -61,7 +66,7 @@ double rel_rms(const Tensor& a, const Tensor& b) {
 int main(int argc, char** argv) {
   std::string shapes = "1x2x1x64x64+512,1x2x21x30x52+0", sparsities = "0.5,0.7,0.8,0.9",
               types = "rf,ada_bsa", dtype_name = "bf16";
-  int64_t block = 128;
+  int64_t block = 128, wan_layers = 0, frames = 81;
   int reps = 2;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -71,10 +76,13 @@ int main(int argc, char** argv) {
     else if (a == "--dtype" && i + 1 < argc) dtype_name = argv[++i];
     else if (a == "--block" && i + 1 < argc) block = std::atol(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--wan-layers" && i + 1 < argc) wan_layers = std::atol(argv[++i]);
+    else if (a == "--frames" && i + 1 < argc) frames = std::atol(argv[++i]);
     else {
       std::fprintf(stderr,
                    "usage: bench_sparse [--shapes BxHxTxHxW+TXT,...] [--sparsity S,...] "
-                   "[--types rf,ada_bsa] [--dtype bf16|f32] [--block 128] [--reps N]\n");
+                   "[--types rf,ada_bsa] [--dtype bf16|f32] [--block 128] [--reps N] "
+                   "[--wan-layers L [--frames F]]\n");
       return 2;
     }
   }
@@ -126,6 +134,35 @@ int main(int argc, char** argv) {
                     type_name.c_str(), o.sparsity, 100.0 * kept, kernel_s, dense_s / kernel_s,
                     0.8 / kept, est_s, dense_s / total_s, rel_rms(out, dense_out),
                     100.0 * flops * kept / kernel_s / peak);
+      }
+    }
+  }
+  if (wan_layers > 0) {
+    const models::WanTransformer3DModel wan = bench::random_wan_1_3b(wan_layers);
+    models::WanForwardInputs in;
+    const int64_t f = (frames - 1) / 4 + 1;
+    in.hidden_states = ops::randn({1, 16, f, 60, 104}, 1).to(DType::bf16);
+    in.encoder_hidden_states = ops::randn({1, 512, 4096}, 2).to(DType::bf16);
+    in.timestep = ops::full({1}, 999.0, DType::i64);
+    std::printf("\nWan2.1-T2V-1.3B width, %ld block(s), 832x480 x %ld frames (%ld x 30 x 52 = %ld "
+                "tokens), one forward:\n",
+                static_cast<long>(wan_layers), static_cast<long>(frames), static_cast<long>(f),
+                static_cast<long>(f * 30 * 52));
+    const double dense_s = best_of(reps, [&] { wan.forward(in); });
+    std::printf("  dense: %.2f s\n", dense_s);
+    std::printf("  %-8s %8s %7s %9s %8s\n", "type", "sparsity", "kept", "forward s", "speedup");
+    for (const std::string& type_name : bench::split_list(types)) {
+      for (const std::string& sp : bench::split_list(sparsities)) {
+        sparse::SparseAttentionConfig c;
+        c.type = layer::parse_sparse_type(type_name);
+        c.sparsity = std::atof(sp.c_str());
+        c.block_size = block;
+        const sparse::SparseAttention policy(c);
+        Context ctx;
+        ctx.attention = &policy;
+        const double s_sparse = best_of(reps, [&] { wan.forward(in, ctx); });
+        std::printf("  %-8s %8.2f %6.1f%% %9.2f %7.2fx\n", type_name.c_str(), c.sparsity,
+                    100.0 * policy.stats().mean_density(), s_sparse, dense_s / s_sparse);
       }
     }
   }

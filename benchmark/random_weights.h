@@ -11,6 +11,9 @@
 #include "mindiesd/core/ops.h"
 #include "mindiesd/core/tensor.h"
 #include "mindiesd/io/config.h"
+#include "mindiesd/io/safetensors.h"
+#include "mindiesd/models/flux/flux_transformer.h"
+#include "mindiesd/models/wan/wan_transformer.h"
 
 namespace mindiesd::bench {
 
@@ -93,6 +96,50 @@ inline std::map<std::string, Tensor> random_wan_state_dict(
   w["scale_shift_table"] = draw({1, 2, n});
   lin("proj_out", c.out_channels * 4, n);
   return w;
+}
+
+// N(0, 0.02) bf16 weights, fast: each tensor is its own copy of a window of one pool of noise
+// at a pseudo-random offset (drawing every weight's noise took 20 s for FLUX's 0.7 B here).
+class RandomWeights {
+ public:
+  RandomWeights(int64_t pool_size, uint64_t seed)
+      : pool_(ops::affine(ops::randn({pool_size}, seed, 0, DType::bf16), 0.02f, 0.0f)) {}
+  Tensor operator()(const Shape& shape) {
+    const int64_t n = shape.numel(), room = pool_.numel() - n + 1;
+    if (room < 1) return ops::affine(ops::randn(shape, 7 + count_++, 0, DType::bf16), 0.02f, 0.0f);
+    const int64_t offset = static_cast<int64_t>((count_++ * 2654435761ull) % room);
+    return pool_.narrow(0, offset, n).view(shape).clone();
+  }
+
+ private:
+  Tensor pool_;
+  uint64_t count_ = 1;
+};
+
+// FLUX.1-dev's transformer at its width with `doubles` + `singles` blocks, N(0, 0.02) weights.
+inline models::FluxTransformer2DModel random_flux(int64_t doubles, int64_t singles) {
+  io::FluxTransformer2DModelConfig c;  // FLUX.1-dev: 24 x 128 heads, joint 4096, pooled 768
+  c.guidance_embeds = true;
+  c.num_layers = doubles;
+  c.num_single_layers = singles;
+  const int64_t n = c.num_attention_heads * c.attention_head_dim;
+  RandomWeights rnd(5 * n * n + (1 << 20), 100);  // the largest weight: proj_out, (N, 5 N)
+  std::map<std::string, Tensor> w = random_flux_state_dict(c, std::ref(rnd));
+  return models::FluxTransformer2DModel::from_weights(
+      c, io::WeightStore::from_tensors(std::move(w)), DType::bf16);
+}
+
+// Wan2.1-T2V-1.3B's transformer at its width with `layers` blocks, N(0, 0.02) weights.
+inline models::WanTransformer3DModel random_wan_1_3b(int64_t layers) {
+  io::WanTransformer3DModelConfig c;  // Wan2.1-T2V-1.3B: 12 x 128 heads, FFN 8960
+  c.num_attention_heads = 12;
+  c.ffn_dim = 8960;
+  c.num_layers = layers;
+  const int64_t n = c.num_attention_heads * c.attention_head_dim;
+  RandomWeights rnd(c.ffn_dim * n + (1 << 20), 500);  // the largest weight: the FFN's
+  std::map<std::string, Tensor> w = random_wan_state_dict(c, std::ref(rnd));
+  return models::WanTransformer3DModel::from_weights(c, io::WeightStore::from_tensors(std::move(w)),
+                                                     DType::bf16);
 }
 
 }  // namespace mindiesd::bench
