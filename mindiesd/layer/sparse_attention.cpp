@@ -18,15 +18,6 @@ SparseType parse_sparse_type(std::string_view name) {
   MINDIESD_THROW(InvalidArgument, "sparse_type '", name, "' is not one of none, rf, ada_bsa");
 }
 
-const char* sparse_type_name(SparseType type) {
-  switch (type) {
-    case SparseType::none: return "none";
-    case SparseType::rf: return "rf";
-    case SparseType::ada_bsa: return "ada_bsa";
-  }
-  return "?";
-}
-
 namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -49,7 +49,9 @@ namespace mindiesd::layer {
 enum class SparseType { none, rf, ada_bsa };
 // "none" | "rf" ("rf_v2", "rf_v3" are the same here) | "ada_bsa"; anything else is InvalidArgument.
 SparseType parse_sparse_type(std::string_view name);
-const char* sparse_type_name(SparseType type);
+inline const char* sparse_type_name(SparseType type) {
+  return type == SparseType::rf ? "rf" : type == SparseType::ada_bsa ? "ada_bsa" : "none";
+}
 
 // The grid of the image / video tokens that follow the text: frames, rows, columns (patches).
 using LatentShape = std::array<int64_t, 3>;

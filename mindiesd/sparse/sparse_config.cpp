@@ -59,7 +59,7 @@ SparseAttentionConfig parse_sparse_attention_spec(std::string_view spec) {
 
 std::string describe(const SparseAttentionConfig& c) {
   if (c.sparsity == 0.0 && c.cdf_threshold >= 1.0) return "dense attention";
-  std::string s = str_cat("sparse attention ", c.type == layer::SparseType::ada_bsa ? "ada_bsa" : "rf", ", sparsity ",
+  std::string s = str_cat("sparse attention ", layer::sparse_type_name(c.type), ", sparsity ",
                           c.sparsity, ", blocks of ", c.block_size, ", from step ", c.start_step);
   if (c.type == layer::SparseType::ada_bsa)
     s += str_cat(", cdf ", c.cdf_threshold, c.keep_sink ? ", sink" : "", c.keep_recent ? ", recent" : "");
